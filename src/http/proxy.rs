@@ -1,0 +1,593 @@
+//! `proxy_pass`: the request line and headers nginx would send, server selection with
+//! `proxy_next_upstream` retries and passive health, and the response streamed back.
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Request, Response, Version};
+use hyper::body::Incoming;
+
+use super::body::{ReqBody, RespBody};
+use super::error::{Fail, Kind, Side};
+use super::req::Req;
+use super::upconn::{self, Pool, UpstreamBody};
+use super::{HttpConf, LocConf};
+use crate::config::{Cx, Directive};
+use crate::upstream::conf::Method as Balance;
+use crate::upstream::{SelectCtx, Tried, Upstream};
+use crate::vars::Template;
+
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+#[derive(Debug)]
+pub struct ProxyPass {
+    pub target: Target,
+    /// The URI part of the URL (`Some("/")` for `http://b/`), which replaces the
+    /// matched location prefix.
+    pub uri: Option<String>,
+    /// `$proxy_host`: the group name, or `host[:port]` with port 80 left out.
+    pub proxy_host: String,
+    pub proxy_port: u16,
+    pub at: String,
+}
+
+#[derive(Debug)]
+pub enum Target {
+    /// An `upstream` block or an implicit group for `host:port`, by name in
+    /// `HttpConf::upstreams`.
+    Group(String),
+    /// A URL with variables, evaluated per request.
+    Dynamic(Template),
+}
+
+impl ProxyPass {
+    pub fn parse(cx: &mut Cx, d: &Directive) -> Result<ProxyPass, String> {
+        let url = d.arg(0);
+        let rest = if let Some(r) = url.strip_prefix("http://") {
+            r
+        } else if url.starts_with("https://") {
+            return Err(
+                "\"https\" upstreams are not supported yet: TLS arrives in a later release".into(),
+            );
+        } else {
+            return Err(format!("invalid URL prefix in \"{url}\""));
+        };
+        if url.contains('$') {
+            let t = cx.template(d, url).ok_or("")?;
+            return Ok(ProxyPass {
+                target: Target::Dynamic(t),
+                uri: None,
+                proxy_host: String::new(),
+                proxy_port: 80,
+                at: d.at(),
+            });
+        }
+        let (host, uri) = match rest.find('/') {
+            Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+            None => (rest, None),
+        };
+        if host.is_empty() {
+            return Err(format!(
+                "no host in \"{url}\" of the \"proxy_pass\" directive"
+            ));
+        }
+        let port = host_port(host);
+        let proxy_host = match host.strip_suffix(":80") {
+            Some(h) => h.to_string(),
+            None => host.to_string(),
+        };
+        cx.upstream_refs.push((host.to_string(), d.at()));
+        Ok(ProxyPass {
+            target: Target::Group(host.to_string()),
+            uri,
+            proxy_host,
+            proxy_port: port,
+            at: d.at(),
+        })
+    }
+}
+
+fn host_port(host: &str) -> u16 {
+    match host.rsplit_once(':') {
+        Some((h, p)) if !h.ends_with(']') || host.ends_with(']') => p.parse().unwrap_or(80),
+        _ => 80,
+    }
+}
+
+/// `proxy_next_upstream`: which failures move a request to the next server.
+#[derive(Debug, Clone, Copy)]
+pub struct NextUpstream {
+    pub error: bool,
+    pub timeout: bool,
+    pub invalid_header: bool,
+    pub non_idempotent: bool,
+    /// Status codes (500, 502, 503, 504, 403, 404, 429) that are retried.
+    pub statuses: [bool; 7],
+    pub off: bool,
+}
+
+const RETRY_STATUSES: [u16; 7] = [500, 502, 503, 504, 403, 404, 429];
+
+impl Default for NextUpstream {
+    fn default() -> Self {
+        NextUpstream {
+            error: true,
+            timeout: true,
+            invalid_header: false,
+            non_idempotent: false,
+            statuses: [false; 7],
+            off: false,
+        }
+    }
+}
+
+impl NextUpstream {
+    pub fn parse(words: &[&str]) -> Result<NextUpstream, String> {
+        let mut n = NextUpstream {
+            error: false,
+            timeout: false,
+            ..Default::default()
+        };
+        for w in words {
+            match *w {
+                "error" => n.error = true,
+                "timeout" => n.timeout = true,
+                "invalid_header" => n.invalid_header = true,
+                "non_idempotent" => n.non_idempotent = true,
+                "off" => n.off = true,
+                s => match s
+                    .strip_prefix("http_")
+                    .and_then(|c| c.parse::<u16>().ok())
+                    .and_then(|c| RETRY_STATUSES.iter().position(|x| *x == c))
+                {
+                    Some(i) => n.statuses[i] = true,
+                    None => return Err(format!("invalid value \"{s}\"")),
+                },
+            }
+        }
+        if n.off && words.len() > 1 {
+            return Err("\"off\" cannot be combined with other values".into());
+        }
+        Ok(n)
+    }
+
+    fn retries_status(&self, status: u16) -> bool {
+        RETRY_STATUSES
+            .iter()
+            .position(|s| *s == status)
+            .is_some_and(|i| self.statuses[i])
+    }
+
+    fn retries(&self, f: &Fail) -> bool {
+        !self.off
+            && match f.kind {
+                Kind::UpstreamError => self.error,
+                Kind::UpstreamTimeout => self.timeout,
+                Kind::UpstreamInvalid => self.invalid_header || self.error,
+                _ => false,
+            }
+    }
+}
+
+/// Hop-by-hop headers never forwarded in either direction.
+const HOP: [HeaderName; 7] = [
+    header::CONNECTION,
+    HeaderName::from_static("keep-alive"),
+    HeaderName::from_static("proxy-connection"),
+    header::TE,
+    header::TRAILER,
+    header::TRANSFER_ENCODING,
+    header::UPGRADE,
+];
+
+/// What the phases know about where the request is, for the URI rules.
+pub struct Where<'a> {
+    /// Prefix of the matched location, when it is a prefix/exact one.
+    pub prefix: Option<&'a str>,
+    /// The URI was changed by a rewrite or an internal redirect.
+    pub uri_changed: bool,
+}
+
+/// Sends the request to the group and returns the upstream's response, or the failure
+/// that the phases turn into 502/504.
+pub async fn forward(
+    pass: &ProxyPass,
+    http: &HttpConf,
+    conf: &LocConf,
+    req: &mut Req,
+    body: Option<Incoming>,
+    at: Where<'_>,
+) -> Result<Response<RespBody>, Fail> {
+    // Which group, and what to send as the request target.
+    let (group, uri) = match &pass.target {
+        Target::Group(name) => {
+            let g = http
+                .upstreams
+                .get(name)
+                .ok_or_else(|| Fail::internal(format!("no upstream \"{name}\"")))?;
+            req.proxy_host = Some(pass.proxy_host.clone());
+            req.proxy_port = Some(pass.proxy_port);
+            (g.clone(), upstream_uri(pass.uri.as_deref(), req, &at))
+        }
+        Target::Dynamic(t) => {
+            let url = t.eval(req);
+            let rest = url
+                .strip_prefix("http://")
+                .ok_or_else(|| Fail::internal(format!("invalid URL prefix in \"{url}\"")))?;
+            let (host, uri) = match rest.find('/') {
+                Some(i) => (&rest[..i], Some(rest[i..].to_string())),
+                None => (rest, None),
+            };
+            let g = match http.upstreams.get(host) {
+                Some(g) => g.clone(),
+                None => dynamic_group(http, host)?,
+            };
+            req.proxy_host = Some(host.strip_suffix(":80").unwrap_or(host).to_string());
+            req.proxy_port = Some(host_port(host));
+            let uri = match uri {
+                Some(u) => u,
+                None => upstream_uri(None, req, &at),
+            };
+            (g, uri)
+        }
+    };
+
+    let version = conf.proxy.http_version.unwrap_or(Version::HTTP_10);
+    let headers = request_headers(conf, req, version);
+    let connect_timeout = conf.proxy.connect_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let read_timeout = conf.proxy.read_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let send_timeout = conf.proxy.send_timeout.unwrap_or(DEFAULT_TIMEOUT);
+    let next = conf.proxy.next_upstream.unwrap_or_default();
+    let max_tries = match conf.proxy.next_upstream_tries.unwrap_or(0) {
+        0 => group.tries(),
+        n => n as usize,
+    };
+    let keepalive = version == Version::HTTP_11
+        && group.conf().keepalive.is_some()
+        && !headers
+            .get(header::CONNECTION)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
+    let pool = http.pool(group.conf().name.as_str());
+    let idempotent = matches!(
+        req.method,
+        http::Method::GET
+            | http::Method::HEAD
+            | http::Method::OPTIONS
+            | http::Method::TRACE
+            | http::Method::PUT
+            | http::Method::DELETE
+    );
+    let has_body = body
+        .as_ref()
+        .is_some_and(|b| !http_body::Body::is_end_stream(b));
+    let limit = conf.max_body();
+    let mut body = Some(ReqBody::new(body, limit));
+
+    let hash_key = match &group.conf().method {
+        Balance::Hash { key, .. } => Some(key.eval(req)),
+        _ => None,
+    };
+    let mut tried = Tried::new();
+    let mut last: Option<Fail> = None;
+    for attempt in 0..max_tries {
+        let ctx = SelectCtx {
+            client_ip: Some(req.conn.remote.ip()),
+            hash_key: hash_key.as_deref().map(str::as_bytes),
+        };
+        let guard = match group.select(&ctx, &mut tried) {
+            Ok(g) => g,
+            Err(_) => {
+                if attempt == 0 {
+                    crate::log_error!(
+                        "no live upstreams while connecting to upstream \"{}\"",
+                        group.conf().name
+                    );
+                    return Err(Fail::upstream(
+                        Kind::NoLiveUpstreams,
+                        format!("no live upstreams in \"{}\"", group.conf().name),
+                    ));
+                }
+                break;
+            }
+        };
+        let addr = guard.addr();
+        let started = Instant::now();
+        req.upstream.addrs.push(addr.to_string());
+        let pooled = if keepalive {
+            pool.as_ref().and_then(|p| p.take(addr))
+        } else {
+            None
+        };
+        let sender = match pooled {
+            Some(s) => Ok(s),
+            None => upconn::connect(addr, connect_timeout, send_timeout).await,
+        };
+        let mut sender = match sender {
+            Ok(s) => s,
+            Err(f) => {
+                crate::log_error!(
+                    "{} while connecting to upstream, upstream: \"{}\"",
+                    f.msg,
+                    addr
+                );
+                guard.failure();
+                record_attempt(req, "502", started);
+                let retry = next.retries(&f);
+                last = Some(f);
+                if retry {
+                    continue;
+                }
+                break;
+            }
+        };
+        let Some(this_body) = body.take() else { break };
+        let too_large = this_body.too_large.clone();
+        let client_failed = this_body.client_failed.clone();
+        let mut rb = Request::builder()
+            .method(req.method.clone())
+            .uri(uri.as_str())
+            .version(version);
+        if let Some(h) = rb.headers_mut() {
+            *h = headers.clone();
+        }
+        let upstream_req = rb
+            .body(this_body)
+            .map_err(|e| Fail::internal(format!("bad upstream request: {e}")))?;
+        guard.peer().count_request();
+        let result = tokio::time::timeout(read_timeout, sender.send_request(upstream_req)).await;
+        let resp = match result {
+            Ok(Ok(r)) => Ok(r),
+            Ok(Err(e)) => {
+                if too_large.load(Ordering::Relaxed) {
+                    return Err(Fail::new(
+                        Side::Client,
+                        Kind::BodyTooLarge,
+                        "client intended to send too large body",
+                    ));
+                }
+                if client_failed.load(Ordering::Relaxed) {
+                    return Err(Fail::new(
+                        Side::Client,
+                        Kind::ClientAbort,
+                        "client closed the request body",
+                    ));
+                }
+                let kind = if e.is_parse() {
+                    Kind::UpstreamInvalid
+                } else {
+                    Kind::UpstreamError
+                };
+                Err(Fail::upstream(kind, format!("upstream prematurely closed connection while reading response header ({e})")))
+            }
+            Err(_) => Err(Fail::upstream(
+                Kind::UpstreamTimeout,
+                "upstream timed out while reading response header from upstream",
+            )),
+        };
+        let resp = match resp {
+            Ok(r) => r,
+            Err(f) => {
+                crate::log_error!("{}, upstream: \"{}\"", f.msg, addr);
+                guard.failure();
+                record_attempt(
+                    req,
+                    if f.kind == Kind::UpstreamTimeout {
+                        "504"
+                    } else {
+                        "502"
+                    },
+                    started,
+                );
+                // A request whose body already went out cannot be sent again, nor may
+                // a non-idempotent one (unless `non_idempotent`).
+                let replayable = !has_body && (idempotent || next.non_idempotent);
+                let retry = next.retries(&f) && replayable;
+                last = Some(f);
+                if retry {
+                    body = Some(ReqBody::empty());
+                    continue;
+                }
+                break;
+            }
+        };
+        let status = resp.status().as_u16();
+        let replayable = !has_body && (idempotent || next.non_idempotent);
+        if next.retries_status(status) && attempt + 1 < max_tries && replayable && !next.off {
+            if matches!(status, 500 | 502 | 503 | 504 | 429) {
+                guard.failure();
+            }
+            record_attempt(req, &status.to_string(), started);
+            crate::log_warn!(
+                "upstream \"{}\" answered {status}, trying the next one",
+                addr
+            );
+            body = Some(ReqBody::empty());
+            last = Some(Fail::upstream(
+                Kind::UpstreamError,
+                format!("upstream answered {status}"),
+            ));
+            continue;
+        }
+        guard.success();
+        guard.peer().count_response(status);
+        record_attempt(req, &status.to_string(), started);
+        let (mut parts, incoming) = resp.into_parts();
+        if http.keep_upstream_headers {
+            req.upstream.headers = Some(parts.headers.clone());
+        }
+        clean_response_headers(&mut parts.headers);
+        let conn = if keepalive {
+            pool.clone().map(|p| (p, addr, sender))
+        } else {
+            None
+        };
+        let body = UpstreamBody::new(incoming, read_timeout, conn, Some(guard));
+        let mut out = Response::from_parts(parts, RespBody::stream(body));
+        *out.version_mut() = Version::HTTP_11;
+        return Ok(out);
+    }
+    Err(last.unwrap_or_else(|| Fail::upstream(Kind::NoLiveUpstreams, "no live upstreams")))
+}
+
+fn record_attempt(req: &mut Req, status: &str, started: Instant) {
+    req.upstream.statuses.push(status.to_string());
+    req.upstream
+        .times
+        .push(format!("{:.3}", started.elapsed().as_secs_f64()));
+}
+
+/// `proxy_pass http://$target` naming an address that is not a group: a one-server
+/// group made for the request (nginx would need a `resolver` for names).
+fn dynamic_group(_http: &HttpConf, host: &str) -> Result<Arc<Upstream>, Fail> {
+    let with_port = if host.contains(':') {
+        host.to_string()
+    } else {
+        format!("{host}:80")
+    };
+    let addr: std::net::SocketAddr = with_port
+        .parse()
+        .map_err(|_| Fail::internal(format!("no resolver defined to resolve {host}")))?;
+    let conf = crate::upstream::conf::UpstreamConf {
+        name: host.to_string(),
+        servers: vec![crate::upstream::conf::ServerConf::new(
+            addr,
+            host.to_string(),
+        )],
+        method: Balance::RoundRobin,
+        keepalive: None,
+        zone: None,
+        file: String::new(),
+        line: 0,
+        implicit: true,
+    };
+    Ok(Arc::new(Upstream::new(conf)))
+}
+
+/// The request target sent upstream, by nginx's rules: with a URI in `proxy_pass`, the
+/// part of the (normalised) URI that matched the location is replaced by it; without
+/// one, the client's URI goes as it came, or as rewritten.
+pub fn upstream_uri(pass_uri: Option<&str>, req: &Req, at: &Where<'_>) -> String {
+    let args = req.args.as_deref().filter(|a| !a.is_empty());
+    match pass_uri {
+        Some(base) if !at.uri_changed => {
+            let rest = match at.prefix {
+                Some(p) if req.uri.starts_with(p) => &req.uri[p.len()..],
+                _ => req.uri.as_str(),
+            };
+            let mut s = String::with_capacity(base.len() + rest.len() + 16);
+            s.push_str(base);
+            s.push_str(&escape_uri(rest));
+            if let Some(a) = args {
+                s.push('?');
+                s.push_str(a);
+            }
+            s
+        }
+        _ if !at.uri_changed => req.request_uri.clone(),
+        _ => {
+            let mut s = escape_uri(&req.uri);
+            if let Some(a) = args {
+                s.push('?');
+                s.push_str(a);
+            }
+            s
+        }
+    }
+}
+
+/// Re-escapes a decoded path as nginx's `ngx_escape_uri` does for proxied URIs.
+pub fn escape_uri(path: &str) -> String {
+    let mut out = String::with_capacity(path.len());
+    for b in path.bytes() {
+        let keep = b.is_ascii_alphanumeric() || b"/-._~!$&'()*+,;=:@%".contains(&b);
+        if keep {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The headers nginx sends upstream: `proxy_set_header` (with its defaults `Host:
+/// $proxy_host` and `Connection: close`), then the client's own headers except hop-by-hop
+/// ones and those that `proxy_set_header` replaces. Empty values are not sent.
+fn request_headers(conf: &LocConf, req: &mut Req, version: Version) -> HeaderMap {
+    let mut out = HeaderMap::with_capacity(req.headers.len() + 4);
+    let mut set: Vec<(HeaderName, String)> = Vec::with_capacity(4);
+    let user = conf.proxy.set_headers.as_deref().unwrap_or_default();
+    let has = |n: &HeaderName| user.iter().any(|(u, _)| u == n);
+    if !has(&header::HOST) {
+        set.push((header::HOST, req.proxy_host.clone().unwrap_or_default()));
+    }
+    if !has(&header::CONNECTION) {
+        set.push((header::CONNECTION, "close".to_string()));
+    }
+    for (n, t) in user {
+        set.push((n.clone(), t.eval(req)));
+    }
+    for (n, v) in &set {
+        if v.is_empty() {
+            continue;
+        }
+        if let Ok(hv) = HeaderValue::from_str(v) {
+            out.append(n.clone(), hv);
+        }
+    }
+    let connection_tokens: Vec<String> = req
+        .headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
+        .collect();
+    for (n, v) in &req.headers {
+        if HOP.contains(n)
+            || *n == header::HOST
+            || set.iter().any(|(s, _)| s == n)
+            || connection_tokens.iter().any(|t| t == n.as_str())
+        {
+            continue;
+        }
+        out.append(n.clone(), v.clone());
+    }
+    if version == Version::HTTP_10
+        && out.get(header::CONTENT_LENGTH).is_none()
+        && req.headers.contains_key(header::TRANSFER_ENCODING)
+    {
+        // HTTP/1.0 has no chunked encoding; the body goes close-delimited instead.
+        out.remove(header::CONTENT_LENGTH);
+    }
+    out
+}
+
+/// nginx does not pass the upstream's `Date`, `Server` and `X-Accel-*` on, and never
+/// hop-by-hop headers.
+fn clean_response_headers(h: &mut HeaderMap) {
+    for n in HOP.iter() {
+        if *n != header::TRANSFER_ENCODING {
+            h.remove(n);
+        }
+    }
+    h.remove(header::TRANSFER_ENCODING);
+    h.remove(header::DATE);
+    h.remove(header::SERVER);
+    h.remove(HeaderName::from_static("x-pad"));
+    let accel: Vec<HeaderName> = h
+        .keys()
+        .filter(|k| k.as_str().starts_with("x-accel-"))
+        .cloned()
+        .collect();
+    for k in accel {
+        h.remove(k);
+    }
+}
+
+impl HttpConf {
+    /// The idle-connection pool of a group with `keepalive`.
+    pub fn pool(&self, group: &str) -> Option<Arc<Pool>> {
+        self.pools.get(group).cloned()
+    }
+}

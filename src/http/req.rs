@@ -1,0 +1,192 @@
+//! The state of one HTTP request as it moves through the phases: what the client sent,
+//! what the phases decided, and the per-request variable cache.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use http::{HeaderMap, Method, Version};
+
+use crate::vars::{Slot, VarId, VarKind, VarTable};
+
+/// What a connection knows about itself; shared by the requests it carries.
+#[derive(Debug)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    pub local: SocketAddr,
+    pub scheme: &'static str,
+    /// `$connection`: a serial number, unique in this process.
+    pub serial: u64,
+}
+
+/// What the upstream attempts of a request left behind, for `$upstream_*` and the log.
+#[derive(Debug, Default)]
+pub struct UpstreamInfo {
+    pub addrs: Vec<String>,
+    pub statuses: Vec<String>,
+    pub times: Vec<String>,
+    /// Kept only when the configuration reads `$upstream_http_*`/`$upstream_cookie_*`.
+    pub headers: Option<HeaderMap>,
+}
+
+#[derive(Debug)]
+pub struct Req {
+    pub table: Arc<VarTable>,
+    pub slots: Vec<Slot>,
+    pub conn: Arc<ConnInfo>,
+    /// `$connection_requests`: this request's number on its connection.
+    pub conn_requests: u64,
+    pub method: Method,
+    pub version: Version,
+    pub headers: HeaderMap,
+    /// `$request_uri`: exactly as received, with arguments.
+    pub request_uri: String,
+    /// `$uri`: decoded and normalised path, changed by rewrites and internal redirects.
+    pub uri: String,
+    /// `$args`: the query string (without `?`).
+    pub args: Option<String>,
+    /// `$server_name`: the first name of the server that took the request.
+    pub server_name: Arc<str>,
+    pub start: Instant,
+    pub start_time: SystemTime,
+    pub request_id: Option<String>,
+    pub status: u16,
+    pub bytes_sent: u64,
+    pub body_bytes_sent: u64,
+    pub request_length: u64,
+    pub upstream: UpstreamInfo,
+    /// `$0`..`$9` of the last successful regex match.
+    pub captures: Vec<Option<String>>,
+    /// `$proxy_host`/`$proxy_port` of the current `proxy_pass`.
+    pub proxy_host: Option<String>,
+    pub proxy_port: Option<u16>,
+    /// Set by `root` for `$document_root`/`$request_filename`.
+    pub document_root: Option<String>,
+}
+
+impl Req {
+    #[allow(clippy::too_many_arguments)]
+    pub fn new(
+        table: Arc<VarTable>,
+        conn: Arc<ConnInfo>,
+        conn_requests: u64,
+        method: Method,
+        version: Version,
+        headers: HeaderMap,
+        request_uri: String,
+        uri: String,
+        args: Option<String>,
+        server_name: Arc<str>,
+    ) -> Req {
+        let slots = vec![Slot::Unset; table.len()];
+        Req {
+            table,
+            slots,
+            conn,
+            conn_requests,
+            method,
+            version,
+            headers,
+            request_uri,
+            uri,
+            args,
+            server_name,
+            start: Instant::now(),
+            start_time: SystemTime::now(),
+            request_id: None,
+            status: 0,
+            bytes_sent: 0,
+            body_bytes_sent: 0,
+            request_length: 0,
+            upstream: UpstreamInfo::default(),
+            captures: Vec::new(),
+            proxy_host: None,
+            proxy_port: None,
+            document_root: None,
+        }
+    }
+
+    /// The variable's value, computing and caching it on first use.
+    pub fn var(&mut self, id: VarId) -> Option<String> {
+        let idx = id.0 as usize;
+        match self.slots.get(idx) {
+            Some(Slot::Val(v)) => return v.clone(),
+            Some(Slot::Busy) | None => return None,
+            Some(Slot::Unset) => {}
+        }
+        let table = self.table.clone();
+        let (value, cache) = match &table.defs[idx].kind {
+            VarKind::Builtin { get, cache, .. } => (get(self), *cache),
+            VarKind::Prefix { get, suffix, cache } => (get(self, suffix), *cache),
+            VarKind::Set => (None, false),
+            VarKind::Dyn(d) => {
+                self.slots[idx] = Slot::Busy;
+                let v = d.get(self);
+                (v, true)
+            }
+        };
+        self.slots[idx] = if cache {
+            Slot::Val(value.clone())
+        } else {
+            Slot::Unset
+        };
+        value
+    }
+
+    pub fn append_var(&mut self, id: VarId, out: &mut String) {
+        if let Some(Slot::Val(v)) = self.slots.get(id.0 as usize) {
+            if let Some(v) = v {
+                out.push_str(v);
+            }
+            return;
+        }
+        if let Some(v) = self.var(id) {
+            out.push_str(&v);
+        }
+    }
+
+    /// `set $name value` (and named captures).
+    pub fn set_var(&mut self, id: VarId, value: String) {
+        let table = self.table.clone();
+        if let VarKind::Builtin { set: Some(set), .. } = &table.defs[id.0 as usize].kind {
+            set(self, value);
+            return;
+        }
+        if let Some(slot) = self.slots.get_mut(id.0 as usize) {
+            *slot = Slot::Val(Some(value));
+        }
+    }
+
+    /// The `Host` the request names: request line authority, then `Host` header,
+    /// lowercased and without port; `None` when neither is present.
+    pub fn host_header(&self) -> Option<String> {
+        let raw = self
+            .headers
+            .get(http::header::HOST)
+            .and_then(|v| v.to_str().ok())?;
+        Some(strip_port(raw).to_ascii_lowercase())
+    }
+
+    /// Records a regex match as `$0..$9` for the templates that follow it.
+    pub fn set_captures(&mut self, caps: &regex::Captures<'_>) {
+        self.captures.clear();
+        for m in caps.iter() {
+            self.captures.push(m.map(|m| m.as_str().to_string()));
+        }
+    }
+}
+
+/// `host:port` → `host`, `[v6]:port` → `[v6]`.
+pub fn strip_port(host: &str) -> &str {
+    if host.starts_with('[') {
+        match host.find(']') {
+            Some(i) => &host[..=i],
+            None => host,
+        }
+    } else {
+        match host.rfind(':') {
+            Some(i) => &host[..i],
+            None => host,
+        }
+    }
+}

@@ -1,0 +1,123 @@
+//! Accepting connections and serving HTTP/1.1 on them with hyper. Each request looks up
+//! the configuration generation in force when it arrives (so keep-alive connections
+//! move to a reloaded configuration at their next request).
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+
+use super::phases::{self, CloseConnection};
+use super::req::ConnInfo;
+use crate::runtime::{Runtime, Stop};
+
+pub async fn accept_loop(rt: Arc<Runtime>, key: SocketAddr, listener: TcpListener) {
+    loop {
+        let (stream, remote) = match listener.accept().await {
+            Ok(s) => s,
+            Err(e) => {
+                // EMFILE and friends: back off instead of spinning.
+                crate::log_error!("accept() failed on {key} ({e})");
+                tokio::time::sleep(Duration::from_millis(50)).await;
+                continue;
+            }
+        };
+        let _ = stream.set_nodelay(true);
+        let local = stream.local_addr().unwrap_or(key);
+        let serial = rt.conn_serial.fetch_add(1, Ordering::Relaxed) + 1;
+        let conn = Arc::new(ConnInfo {
+            remote,
+            local,
+            scheme: "http",
+            serial,
+        });
+        tokio::spawn(serve_conn(rt.clone(), key, conn, stream));
+    }
+}
+
+async fn serve_conn(
+    rt: Arc<Runtime>,
+    key: SocketAddr,
+    conn: Arc<ConnInfo>,
+    stream: tokio::net::TcpStream,
+) {
+    rt.open_conns.fetch_add(1, Ordering::AcqRel);
+    let _open = OpenGuard(rt.clone());
+    let requests = Arc::new(AtomicU64::new(0));
+    let keepalive = {
+        let gen = rt.current.load();
+        gen.config
+            .http
+            .as_ref()
+            .and_then(|h| {
+                h.listens
+                    .iter()
+                    .find(|l| l.addr == key)
+                    .map(|l| h.servers[l.default_server].conf.keepalive_timeout)
+            })
+            .flatten()
+            .unwrap_or(super::DEFAULT_KEEPALIVE)
+    };
+    let rt2 = rt.clone();
+    let svc = service_fn(move |req| {
+        let gen = rt2.current.load_full();
+        let conn = conn.clone();
+        let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
+        async move {
+            let Some(http) = gen.config.http.clone() else {
+                return Err(CloseConnection);
+            };
+            let Some(group) = http.listens.iter().position(|l| l.addr == key) else {
+                return Err(CloseConnection);
+            };
+            phases::handle(http, group, conn, n, req).await
+        }
+    });
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .keep_alive(!keepalive.is_zero());
+    if !keepalive.is_zero() {
+        builder.header_read_timeout(keepalive);
+    }
+    let conn_fut = builder.serve_connection(TokioIo::new(stream), svc);
+    tokio::pin!(conn_fut);
+    let mut stop = rt.stop.subscribe();
+    loop {
+        tokio::select! {
+            res = conn_fut.as_mut() => {
+                if let Err(e) = res {
+                    if !e.is_incomplete_message() && !is_close(&e) {
+                        crate::log_info!("client connection error ({e})");
+                    }
+                }
+                return;
+            }
+            changed = stop.changed() => {
+                let how = *stop.borrow();
+                if changed.is_err() || how == Stop::Fast {
+                    return;
+                }
+                if how == Stop::Graceful {
+                    conn_fut.as_mut().graceful_shutdown();
+                }
+            }
+        }
+    }
+}
+
+fn is_close(e: &hyper::Error) -> bool {
+    std::error::Error::source(e).is_some_and(|s| s.is::<CloseConnection>())
+}
+
+struct OpenGuard(Arc<Runtime>);
+
+impl Drop for OpenGuard {
+    fn drop(&mut self) {
+        self.0.open_conns.fetch_sub(1, Ordering::AcqRel);
+    }
+}

@@ -1,0 +1,371 @@
+//! The `raftgate` command: nginx's flags (`-c`, `-p`, `-t`, `-s`, `-v`) plus `dev`.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use raftgate::config::{self, Config};
+use raftgate::runtime::{Runtime, Source, Stop};
+
+const DEFAULT_CONF: &str = "/etc/raftgate/raftgate.conf";
+
+const USAGE: &str =
+    "usage: raftgate [-h] [-v] [-t] [-c FILE] [-p PREFIX] [-s stop|quit|reload|reopen]
+       raftgate dev [--listen ADDR] [--data-dir DIR]
+
+  -c FILE    configuration file (default /etc/raftgate/raftgate.conf)
+  -p PREFIX  directory that relative paths in the configuration resolve against
+             (default: the directory of the configuration file)
+  -t         test the configuration: print every error as FILE:LINE: message, then exit
+  -s SIGNAL  send SIGNAL to the running process named by the pid file
+  -v         print the version
+  dev        single-node development mode on an embedded configuration, with three
+             demo backends; data in --data-dir (default ./raftgate-dev)";
+
+struct Cli {
+    conf: Option<PathBuf>,
+    prefix: Option<PathBuf>,
+    test: bool,
+    signal: Option<String>,
+    dev: Option<raftgate::dev::DevOptions>,
+}
+
+fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
+    let mut cli = Cli {
+        conf: None,
+        prefix: None,
+        test: false,
+        signal: None,
+        dev: None,
+    };
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "-h" | "-?" | "--help" => {
+                println!("{USAGE}");
+                return Ok(None);
+            }
+            "-v" | "-V" | "--version" => {
+                println!("raftgate version: raftgate/{}", raftgate::VERSION);
+                return Ok(None);
+            }
+            "-t" | "-T" => cli.test = true,
+            "-q" => {}
+            "-c" => {
+                cli.conf = Some(PathBuf::from(
+                    it.next().ok_or("option \"-c\" requires file name")?,
+                ))
+            }
+            "-p" => {
+                cli.prefix = Some(PathBuf::from(
+                    it.next().ok_or("option \"-p\" requires directory name")?,
+                ))
+            }
+            "-s" => cli.signal = Some(it.next().ok_or("option \"-s\" requires parameter")?.clone()),
+            "dev" => {
+                let mut d = raftgate::dev::DevOptions::default();
+                while let Some(o) = it.next() {
+                    match o.as_str() {
+                        "--listen" => {
+                            d.listen = it.next().ok_or("--listen requires an address")?.clone()
+                        }
+                        "--data-dir" => {
+                            d.data_dir =
+                                PathBuf::from(it.next().ok_or("--data-dir requires a directory")?)
+                        }
+                        other => return Err(format!("invalid dev option \"{other}\"")),
+                    }
+                }
+                cli.dev = Some(d);
+            }
+            other => return Err(format!("invalid option: \"{other}\"")),
+        }
+    }
+    Ok(Some(cli))
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let cli = match parse_args(&args) {
+        Ok(Some(c)) => c,
+        Ok(None) => return ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("raftgate: {e}\n{USAGE}");
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(d) = cli.dev {
+        return run_dev(d);
+    }
+    let path = cli.conf.unwrap_or_else(|| PathBuf::from(DEFAULT_CONF));
+    let prefix = cli.prefix.unwrap_or_else(|| {
+        path.parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."))
+    });
+    let source = Source::File(path.clone());
+    let loaded = match std::fs::read_to_string(&path) {
+        Ok(text) => config::load_str(&text, &path.display().to_string(), prefix),
+        Err(e) => Err(vec![format!("open() \"{}\" failed ({e})", path.display())]),
+    };
+    if cli.test {
+        return match loaded {
+            Ok(c) => {
+                for w in &c.warnings {
+                    eprintln!("raftgate: [warn] {w}");
+                }
+                eprintln!(
+                    "raftgate: the configuration file {} syntax is ok",
+                    path.display()
+                );
+                eprintln!(
+                    "raftgate: configuration file {} test is successful",
+                    path.display()
+                );
+                ExitCode::SUCCESS
+            }
+            Err(errors) => {
+                for e in &errors {
+                    eprintln!("raftgate: [emerg] {e}");
+                }
+                eprintln!(
+                    "raftgate: configuration file {} test failed",
+                    path.display()
+                );
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let config = match loaded {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("raftgate: [emerg] {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    if let Some(sig) = cli.signal {
+        let pid = config
+            .main
+            .pid
+            .clone()
+            .unwrap_or_else(|| config::main::default_pid_path(&path));
+        return match raftgate::signals::send(&pid, &sig) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("raftgate: [error] {e}");
+                ExitCode::FAILURE
+            }
+        };
+    }
+    let pid = config
+        .main
+        .pid
+        .clone()
+        .unwrap_or_else(|| config::main::default_pid_path(&path));
+    serve(config, source, Some(pid), None)
+}
+
+fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let mut b = tokio::runtime::Builder::new_multi_thread();
+    b.enable_all();
+    if let Some(n) = threads {
+        b.worker_threads(n);
+    }
+    b.build()
+}
+
+/// Binds, writes the pid file, serves until a stop signal. `banner` is printed once
+/// listening (dev mode prints its URLs).
+fn serve(config: Config, source: Source, pid: Option<PathBuf>, banner: Option<Banner>) -> ExitCode {
+    for w in &config.warnings {
+        eprintln!("raftgate: [warn] {w}");
+    }
+    if let Err(e) =
+        raftgate::log::configure(config.main.error_log.as_deref(), config.main.error_level)
+    {
+        eprintln!("raftgate: [emerg] cannot open the error log: {e}");
+        return ExitCode::FAILURE;
+    }
+    let rt = match runtime(config.main.worker_threads) {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raftgate: [emerg] cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    rt.block_on(async move {
+        let server = match Runtime::start(config, source).await {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("raftgate: [emerg] bind() failed ({e})");
+                return ExitCode::FAILURE;
+            }
+        };
+        if let Some(p) = &pid {
+            if let Err(e) = write_pid(p) {
+                eprintln!(
+                    "raftgate: [emerg] cannot write the pid file \"{}\": {e}",
+                    p.display()
+                );
+                return ExitCode::FAILURE;
+            }
+        }
+        if let Err(e) = raftgate::signals::install(server.clone()) {
+            eprintln!("raftgate: [emerg] cannot install signal handlers: {e}");
+            return ExitCode::FAILURE;
+        }
+        raftgate::log_notice!(
+            "raftgate/{} started, listening on {:?}",
+            raftgate::VERSION,
+            server.bound().iter().map(|b| b.1).collect::<Vec<_>>()
+        );
+        if let Some(b) = banner {
+            b(&server);
+        }
+        let how = server.stopped().await;
+        raftgate::http::access_log::flush_all();
+        if let Some(p) = &pid {
+            let _ = std::fs::remove_file(p);
+        }
+        raftgate::log_notice!(
+            "exiting ({})",
+            if how == Stop::Graceful {
+                "graceful"
+            } else {
+                "fast"
+            }
+        );
+        ExitCode::SUCCESS
+    })
+}
+
+/// Printed once the listeners are bound (dev mode prints its URLs).
+type Banner = Box<dyn FnOnce(&Runtime) + Send>;
+
+fn write_pid(p: &Path) -> std::io::Result<()> {
+    if let Some(dir) = p.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    std::fs::write(p, format!("{}\n", std::process::id()))
+}
+
+fn run_dev(opts: raftgate::dev::DevOptions) -> ExitCode {
+    if let Err(e) = std::fs::create_dir_all(opts.data_dir.join("logs")) {
+        eprintln!(
+            "raftgate: [emerg] cannot create {}: {e}",
+            opts.data_dir.display()
+        );
+        return ExitCode::FAILURE;
+    }
+    let data = match std::fs::canonicalize(&opts.data_dir) {
+        Ok(d) => d,
+        Err(e) => {
+            eprintln!("raftgate: [emerg] {}: {e}", opts.data_dir.display());
+            return ExitCode::FAILURE;
+        }
+    };
+    // The demo backends run on a small runtime of their own, so they keep answering
+    // while the proxy is reloaded or stopped.
+    let backends_rt = match tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("raftgate: [emerg] cannot start the demo backends: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let started: std::io::Result<Vec<std::net::SocketAddr>> = backends_rt.block_on(async {
+        let mut v = Vec::new();
+        for i in 1..=3 {
+            v.push(raftgate::dev::demo_backend(format!("backend-{i}")).await?);
+        }
+        Ok(v)
+    });
+    let backends: [std::net::SocketAddr; 3] = match started.map(<[_; 3]>::try_from) {
+        Ok(Ok(a)) => a,
+        _ => {
+            eprintln!("raftgate: [emerg] cannot start the demo backends");
+            return ExitCode::FAILURE;
+        }
+    };
+    let text = raftgate::dev::render(&opts.listen, &data, &backends);
+    let source = Source::Text {
+        name: "<dev config>".into(),
+        text: text.clone(),
+        prefix: data.clone(),
+    };
+    let config = match source.load() {
+        Ok(c) => c,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("raftgate: [emerg] {e}");
+            }
+            return ExitCode::FAILURE;
+        }
+    };
+    let _ = std::fs::write(data.join("dev.conf"), &text);
+    let pid = config.main.pid.clone();
+    let banner: Banner = Box::new(move |rt: &Runtime| {
+        let addr = rt
+            .bound()
+            .first()
+            .map(|b| b.1.to_string())
+            .unwrap_or_default();
+        println!("raftgate {} dev mode", raftgate::VERSION);
+        println!("  proxy:     http://{addr}/   (round robin over 3 demo backends)");
+        println!("  health:    http://{addr}/healthz");
+        println!(
+            "  backends:  {}",
+            backends
+                .iter()
+                .map(|b| b.to_string())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        println!(
+            "  data dir:  {}   (access log in logs/, config in dev.conf)",
+            data.display()
+        );
+        println!(
+            "  reload:    kill -HUP $(cat {}/raftgate.pid)",
+            data.display()
+        );
+        println!("Press Ctrl-C to stop.");
+    });
+    let code = serve(config, source, pid, Some(banner));
+    backends_rt.shutdown_background();
+    code
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(s: &str) -> Vec<String> {
+        s.split_whitespace().map(String::from).collect()
+    }
+
+    #[test]
+    fn flags_parse_like_nginx() {
+        let c = parse_args(&args("-t -c /x.conf"))
+            .expect("ok")
+            .expect("cli");
+        assert!(c.test);
+        assert_eq!(c.conf.as_deref(), Some(Path::new("/x.conf")));
+        let c = parse_args(&args("-s reload -c a.conf"))
+            .expect("ok")
+            .expect("cli");
+        assert_eq!(c.signal.as_deref(), Some("reload"));
+        let c = parse_args(&args("dev --listen 127.0.0.1:0 --data-dir /tmp/d"))
+            .expect("ok")
+            .expect("cli");
+        let d = c.dev.expect("dev");
+        assert_eq!(d.listen, "127.0.0.1:0");
+        assert!(parse_args(&args("-c")).is_err());
+        assert!(parse_args(&args("--bogus")).is_err());
+    }
+}

@@ -1,0 +1,232 @@
+//! The running process: its listeners, the configuration generation in force, reload,
+//! and the two ways to stop (fast and graceful).
+//!
+//! A generation is an immutable `Arc<Config>`. Each request takes the current one when
+//! it starts and keeps it to the end, so a reload swaps the pointer atomically and
+//! requests in flight finish on the configuration they began with. Listeners are keyed
+//! by their configured address: a reload keeps the sockets of addresses that stay,
+//! binds new ones before swapping (a bind failure refuses the reload), and closes the
+//! ones that went away.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use arc_swap::ArcSwap;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+use crate::config::{self, Config};
+
+/// Where a configuration comes from, so a reload can read it again.
+#[derive(Debug, Clone)]
+pub enum Source {
+    File(PathBuf),
+    /// Embedded text (dev mode): name for messages, text, prefix for relative paths.
+    Text {
+        name: String,
+        text: String,
+        prefix: PathBuf,
+    },
+}
+
+impl Source {
+    pub fn load(&self) -> Result<Config, Vec<String>> {
+        match self {
+            Source::File(p) => config::load(p),
+            Source::Text { name, text, prefix } => config::load_str(text, name, prefix.clone()),
+        }
+    }
+}
+
+#[derive(Debug)]
+pub struct Generation {
+    /// 0 for the configuration the process started with, +1 per reload.
+    pub number: u64,
+    pub config: Config,
+    pub loaded: SystemTime,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stop {
+    Running,
+    /// Finish requests in flight, then exit.
+    Graceful,
+    /// Exit now.
+    Fast,
+}
+
+struct ListenerHandle {
+    bound: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+pub struct Runtime {
+    pub current: ArcSwap<Generation>,
+    source: Source,
+    listeners: Mutex<HashMap<SocketAddr, ListenerHandle>>,
+    pub stop: watch::Sender<Stop>,
+    pub conn_serial: AtomicU64,
+    /// Connections open now; graceful stop waits for this to reach zero.
+    pub open_conns: AtomicUsize,
+    reload_lock: tokio::sync::Mutex<()>,
+}
+
+impl Runtime {
+    /// Binds every listener of `config` and starts accepting.
+    pub async fn start(config: Config, source: Source) -> std::io::Result<Arc<Runtime>> {
+        let (stop, _) = watch::channel(Stop::Running);
+        let rt = Arc::new(Runtime {
+            current: ArcSwap::from_pointee(Generation {
+                number: 0,
+                config,
+                loaded: SystemTime::now(),
+            }),
+            source,
+            listeners: Mutex::new(HashMap::new()),
+            stop,
+            conn_serial: AtomicU64::new(0),
+            open_conns: AtomicUsize::new(0),
+            reload_lock: tokio::sync::Mutex::new(()),
+        });
+        let wanted = listen_addrs(&rt.current.load().config);
+        let mut bound = Vec::new();
+        for (addr, backlog, reuseport) in wanted {
+            let l = bind(addr, backlog, reuseport)?;
+            bound.push((addr, l));
+        }
+        for (addr, l) in bound {
+            rt.clone().serve(addr, l);
+        }
+        Ok(rt)
+    }
+
+    fn serve(self: Arc<Self>, key: SocketAddr, l: TcpListener) {
+        let bound = l.local_addr().unwrap_or(key);
+        let rt = self.clone();
+        let task = tokio::spawn(async move { crate::http::server::accept_loop(rt, key, l).await });
+        self.listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, ListenerHandle { bound, task });
+    }
+
+    /// `(configured, actually bound)` for every listener; they differ for port 0.
+    pub fn bound(&self) -> Vec<(SocketAddr, SocketAddr)> {
+        let mut v: Vec<_> = self
+            .listeners
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .iter()
+            .map(|(k, h)| (*k, h.bound))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// Re-reads the configuration and swaps it in, or keeps the old one and returns
+    /// every error of the new one.
+    pub async fn reload(self: &Arc<Self>) -> Result<u64, Vec<String>> {
+        let _one_at_a_time = self.reload_lock.lock().await;
+        let config = self.source.load()?;
+        let wanted = listen_addrs(&config);
+        let mut fresh = Vec::new();
+        {
+            let have = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            for (addr, backlog, reuseport) in &wanted {
+                if !have.contains_key(addr) {
+                    match bind(*addr, *backlog, *reuseport) {
+                        Ok(l) => fresh.push((*addr, l)),
+                        Err(e) => return Err(vec![format!("bind() to {addr} failed ({e})")]),
+                    }
+                }
+            }
+        }
+        if let Err(e) =
+            crate::log::configure(config.main.error_log.as_deref(), config.main.error_level)
+        {
+            crate::log_error!("cannot reopen the error log: {e}");
+        }
+        let number = self.current.load().number + 1;
+        self.current.store(Arc::new(Generation {
+            number,
+            config,
+            loaded: SystemTime::now(),
+        }));
+        for (addr, l) in fresh {
+            self.clone().serve(addr, l);
+        }
+        let keep: Vec<SocketAddr> = wanted.iter().map(|w| w.0).collect();
+        let mut have = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+        have.retain(|addr, h| {
+            let stays = keep.contains(addr);
+            if !stays {
+                h.task.abort();
+            }
+            stays
+        });
+        Ok(number)
+    }
+
+    pub fn request_stop(&self, how: Stop) {
+        self.stop.send_replace(how);
+        if how != Stop::Running {
+            let mut have = self.listeners.lock().unwrap_or_else(|e| e.into_inner());
+            for (_, h) in have.drain() {
+                h.task.abort();
+            }
+        }
+    }
+
+    /// Waits until a stop was requested and, for a graceful one, until every
+    /// connection has closed.
+    pub async fn stopped(&self) -> Stop {
+        let mut rx = self.stop.subscribe();
+        let how = loop {
+            let v = *rx.borrow_and_update();
+            if v != Stop::Running {
+                break v;
+            }
+            if rx.changed().await.is_err() {
+                break Stop::Fast;
+            }
+        };
+        if how == Stop::Graceful {
+            while self.open_conns.load(Ordering::Acquire) > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+            }
+        }
+        how
+    }
+}
+
+fn listen_addrs(c: &Config) -> Vec<(SocketAddr, Option<i32>, bool)> {
+    c.http
+        .as_ref()
+        .map(|h| {
+            h.listens
+                .iter()
+                .map(|l| (l.addr, l.backlog, l.reuseport))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn bind(addr: SocketAddr, backlog: Option<i32>, reuseport: bool) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Socket, Type};
+    let sock = Socket::new(Domain::for_address(addr), Type::STREAM, None)?;
+    sock.set_reuse_address(true)?;
+    if reuseport {
+        sock.set_reuse_port(true)?;
+    }
+    if addr.is_ipv6() {
+        sock.set_only_v6(true)?;
+    }
+    sock.bind(&addr.into())?;
+    sock.listen(backlog.unwrap_or(511))?;
+    sock.set_nonblocking(true)?;
+    TcpListener::from_std(sock.into())
+}
