@@ -238,6 +238,16 @@ impl Cx {
         }
     }
 
+    /// Compiles a regex and defines a variable for each named group, so `$name` works
+    /// after a match, as in nginx.
+    pub fn regex(&mut self, pattern: &str, caseless: bool) -> Result<regex::Regex, String> {
+        let rx = regex(pattern, caseless)?;
+        for name in rx.capture_names().flatten() {
+            self.vars.define_set(name)?;
+        }
+        Ok(rx)
+    }
+
     /// Parses a value with variables; reports and returns `None` on error.
     pub fn template(&mut self, d: &Directive, text: &str) -> Option<crate::vars::Template> {
         match crate::vars::Template::parse(text, &mut self.vars, &d.at()) {

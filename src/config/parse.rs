@@ -151,7 +151,7 @@ impl<'a> Lexer<'a> {
             }
         }
         match self.peek() {
-            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}') => {}
+            None | Some(b' ' | b'\t' | b'\r' | b'\n' | b';' | b'{' | b'}' | b')') => {}
             Some(c) => {
                 return Err((
                     format!("unexpected \"{}\" after quoted string", c as char),

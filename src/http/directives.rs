@@ -298,10 +298,10 @@ fn listen(_: &mut Cx, s: &mut ServerBuild, d: &Directive) -> Result<(), String> 
     Ok(())
 }
 
-fn server_name(_: &mut Cx, s: &mut ServerBuild, d: &Directive) -> Result<(), String> {
+fn server_name(cx: &mut Cx, s: &mut ServerBuild, d: &Directive) -> Result<(), String> {
     for w in &d.args {
         if w.value.starts_with('~') {
-            crate::config::regex(&w.value[1..], false)?;
+            cx.regex(&w.value[1..], false)?;
         } else if w.value.contains('*') && !(w.value.starts_with("*.") || w.value.ends_with(".*")) {
             return Err(format!("invalid server name or wildcard \"{}\"", w.value));
         }
@@ -334,7 +334,7 @@ fn location(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), Str
         "" => Kind::Prefix,
         "=" => Kind::Exact,
         "^~" => Kind::NoRegex,
-        "~" | "~*" => Kind::Regex(crate::config::regex(path, modifier == "~*")?),
+        "~" | "~*" => Kind::Regex(cx.regex(path, modifier == "~*")?),
         m => return Err(format!("invalid location modifier \"{m}\"")),
     };
     let mut lb = LocationBuild {
@@ -658,6 +658,17 @@ fn map(cx: &mut Cx, _: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
                 Ok(t) => {
                     if let Err(err) = m.add(key, t) {
                         cx.diags.error_at(e, &err);
+                    } else if key.starts_with('~') {
+                        let names: Vec<String> = m
+                            .regexes
+                            .last()
+                            .map(|(rx, _)| rx.capture_names().flatten().map(String::from).collect())
+                            .unwrap_or_default();
+                        for n in names {
+                            if let Err(err) = cx.vars.define_set(&n) {
+                                cx.diags.error_at(e, &err);
+                            }
+                        }
                     }
                 }
                 Err(err) => cx.diags.error_at(e, &err),

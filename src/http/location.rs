@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use regex::Regex;
 
+use super::req::Captured;
 use super::rewrite::Script;
 use super::LocConf;
 
@@ -54,7 +55,7 @@ pub struct Locations {
 /// A successful match: the location and the captures of a regex location.
 pub struct Found {
     pub loc: Arc<Location>,
-    pub captures: Option<Vec<Option<String>>>,
+    pub captures: Option<Captured>,
 }
 
 enum Step {
@@ -140,10 +141,7 @@ impl Locations {
         for loc in &self.regex {
             if let Kind::Regex(rx) = &loc.kind {
                 if let Some(c) = rx.captures(uri) {
-                    let caps = c
-                        .iter()
-                        .map(|m| m.map(|m| m.as_str().to_string()))
-                        .collect();
+                    let caps = Captured::new(rx, &c);
                     // A regex location may hold nested locations of its own.
                     if !loc.children.is_empty() {
                         if let Some(inner) = loc.children.find(uri) {

@@ -115,7 +115,7 @@ pub async fn handle(
     );
     req.request_length = request_length;
     if let Some(c) = caps {
-        req.captures = c;
+        req.set_captures(c);
     }
     let mut pass = Pass {
         http: &http,
@@ -212,12 +212,15 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                 p.conf = p.server.conf.clone();
                 match rewrite::run(&p.server.script, req, &mut p.conf) {
                     Flow::Respond { status, text } => return respond(status, text),
-                    Flow::Done { uri_changed } => p.uri_changed |= uri_changed,
-                    Flow::Break | Flow::Last => p.uri_changed = true,
+                    Flow::Done { uri_changed } | Flow::Break { uri_changed } => {
+                        p.uri_changed |= uri_changed
+                    }
+                    // `last` in server context acts as `break` (nginx).
+                    Flow::Last => p.uri_changed = true,
                 }
                 p.server.locations.find(&req.uri).map(|f| {
                     if let Some(c) = f.captures {
-                        req.captures = c;
+                        req.set_captures(c);
                     }
                     f.loc
                 })
@@ -234,7 +237,7 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                         p.cycles += 1;
                         continue;
                     }
-                    Flow::Break => {}
+                    Flow::Break { uri_changed } => p.uri_changed |= uri_changed,
                     Flow::Done { uri_changed: false } => {}
                 }
             }

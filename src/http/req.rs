@@ -167,12 +167,40 @@ impl Req {
         Some(strip_port(raw).to_ascii_lowercase())
     }
 
-    /// Records a regex match as `$0..$9` for the templates that follow it.
-    pub fn set_captures(&mut self, caps: &regex::Captures<'_>) {
-        self.captures.clear();
-        for m in caps.iter() {
-            self.captures.push(m.map(|m| m.as_str().to_string()));
+    /// Records a regex match: `$0..$9` for the templates that follow it, and named
+    /// groups (`(?<name>...)`) as variables, as nginx does.
+    pub fn set_captures(&mut self, c: Captured) {
+        self.captures = c.positional;
+        for (name, value) in c.named {
+            if let Some(id) = self.table.id(&name) {
+                self.set_var(id, value);
+            }
         }
+    }
+}
+
+/// What a regex match leaves for the rest of the request.
+#[derive(Debug, Clone, Default)]
+pub struct Captured {
+    pub positional: Vec<Option<String>>,
+    pub named: Vec<(String, String)>,
+}
+
+impl Captured {
+    pub fn new(rx: &regex::Regex, caps: &regex::Captures<'_>) -> Captured {
+        let positional = caps
+            .iter()
+            .map(|m| m.map(|m| m.as_str().to_string()))
+            .collect();
+        let named = rx
+            .capture_names()
+            .flatten()
+            .filter_map(|n| {
+                caps.name(n)
+                    .map(|m| (n.to_string(), m.as_str().to_string()))
+            })
+            .collect();
+        Captured { positional, named }
     }
 }
 

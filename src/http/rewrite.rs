@@ -6,7 +6,7 @@ use std::sync::Arc;
 use regex::Regex;
 
 use super::build::IfBuild;
-use super::req::Req;
+use super::req::{Captured, Req};
 use super::LocConf;
 use crate::config::{ctx, walk, Args, Cx, Directive, Frame, Handler, Spec};
 use crate::vars::{truthy, Template, VarId};
@@ -127,7 +127,7 @@ pub enum Flow {
     /// Ran to the end; `uri_changed` asks for a new location search.
     Done { uri_changed: bool },
     /// `break` (or `rewrite ... break`): stop the scripts, stay in this location.
-    Break,
+    Break { uri_changed: bool },
     /// `rewrite ... last`: search locations again with the new URI.
     Last,
     /// `return` or a redirecting `rewrite`: answer now.
@@ -170,7 +170,7 @@ fn is_url(s: &str) -> bool {
 }
 
 fn rewrite(cx: &mut Cx, s: &mut Script, d: &Directive) -> Result<(), String> {
-    let regex = crate::config::regex(d.arg(0), false)?;
+    let regex = cx.regex(d.arg(0), false)?;
     let raw = d.arg(1);
     let mut flag = match d.args.get(2).map(|w| w.value.as_str()) {
         None => Flag::None,
@@ -280,7 +280,7 @@ fn parse_cond(cx: &mut Cx, d: &Directive) -> Result<Cond, String> {
                 "=" | "!=" => Ok(Cond::Eq(left, cx.template(d, arg).ok_or("")?, op == "!=")),
                 "~" | "~*" | "!~" | "!~*" => {
                     let ci = op.ends_with('*');
-                    let rx = crate::config::regex(arg, ci)?;
+                    let rx = cx.regex(arg, ci)?;
                     Ok(Cond::Match(left, rx, op.starts_with('!')))
                 }
                 _ => Err(bad()),
@@ -294,6 +294,7 @@ fn parse_cond(cx: &mut Cx, d: &Directive) -> Result<Cond, String> {
 pub fn run(script: &Script, req: &mut Req, conf: &mut Arc<LocConf>) -> Flow {
     let mut uri_changed = false;
     match run_ops(&script.ops, req, conf, &mut uri_changed) {
+        Some(Flow::Break { .. }) => Flow::Break { uri_changed },
         Some(flow) => flow,
         None => Flow::Done { uri_changed },
     }
@@ -311,7 +312,7 @@ fn run_ops(
                 let v = t.eval(req);
                 req.set_var(*id, v);
             }
-            Op::Break => return Some(Flow::Break),
+            Op::Break => return Some(Flow::Break { uri_changed: false }),
             Op::Return(r) => {
                 return Some(Flow::Respond {
                     status: r.status,
@@ -341,7 +342,7 @@ fn run_ops(
 fn apply_rewrite(rw: &RewriteOp, req: &mut Req, uri_changed: &mut bool) -> Option<Flow> {
     let uri = req.uri.clone();
     let caps = rw.regex.captures(&uri)?;
-    req.set_captures(&caps);
+    req.set_captures(Captured::new(&rw.regex, &caps));
     let value = rw.replacement.eval(req);
     let (path, new_args) = match value.split_once('?') {
         Some((p, a)) => (p.to_string(), Some(a.to_string())),
@@ -377,7 +378,7 @@ fn apply_rewrite(rw: &RewriteOp, req: &mut Req, uri_changed: &mut bool) -> Optio
     *uri_changed = true;
     match rw.flag {
         Flag::Last => Some(Flow::Last),
-        Flag::Break => Some(Flow::Break),
+        Flag::Break => Some(Flow::Break { uri_changed: true }),
         _ => None,
     }
 }
@@ -390,7 +391,7 @@ fn eval_cond(c: &Cond, req: &mut Req) -> bool {
             let v = t.eval(req);
             match rx.captures(&v) {
                 Some(caps) => {
-                    req.set_captures(&caps);
+                    req.set_captures(Captured::new(rx, &caps));
                     !*neg
                 }
                 None => *neg,

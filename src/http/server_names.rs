@@ -8,6 +8,8 @@ use std::collections::HashMap;
 
 use regex::Regex;
 
+use super::req::Captured;
+
 #[derive(Debug, Clone, Default)]
 pub struct ServerNames {
     exact: HashMap<String, usize>,
@@ -50,7 +52,7 @@ impl ServerNames {
 
     /// The server for a lowercased host without port; regex captures are returned so
     /// `$1` and friends work in the chosen server.
-    pub fn find(&self, host: &str) -> Option<(usize, Option<Vec<Option<String>>>)> {
+    pub fn find(&self, host: &str) -> Option<(usize, Option<Captured>)> {
         let host = host.strip_suffix('.').unwrap_or(host);
         if let Some(i) = self.exact.get(host) {
             return Some((*i, None));
@@ -63,11 +65,7 @@ impl ServerNames {
         }
         for (rx, i) in &self.regex {
             if let Some(c) = rx.captures(host) {
-                let caps = c
-                    .iter()
-                    .map(|m| m.map(|m| m.as_str().to_string()))
-                    .collect();
-                return Some((*i, Some(caps)));
+                return Some((*i, Some(Captured::new(rx, &c))));
             }
         }
         None
@@ -99,9 +97,9 @@ mod tests {
         assert_eq!(n.find("www.example.net").map(|x| x.0), Some(3));
         let (i, caps) = n.find("bob.users.test").expect("regex");
         assert_eq!(i, 4);
-        assert_eq!(caps.expect("caps")[1].as_deref(), Some("bob"));
+        assert_eq!(caps.expect("caps").positional[1].as_deref(), Some("bob"));
         assert_eq!(n.find("example.org").map(|x| x.0), Some(5));
         assert_eq!(n.find("x.example.org").map(|x| x.0), Some(5));
-        assert_eq!(n.find("nothing.test"), None);
+        assert!(n.find("nothing.test").is_none());
     }
 }

@@ -50,6 +50,7 @@ const BUILTINS: &[(&str, Getter, bool, Option<Setter>)] = &[
         None,
     ),
     ("host", host, true, None),
+    ("remote_user", remote_user, true, None),
     ("hostname", |_| Some(hostname()), true, None),
     (
         "request_method",
@@ -293,6 +294,54 @@ fn host(r: &mut Req) -> Option<String> {
     }
 }
 
+/// The user name of `Authorization: Basic`, as nginx gives it (no password check here).
+fn remote_user(r: &mut Req) -> Option<String> {
+    let v = r.headers.get(http::header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, b64) = v.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let raw = base64_decode(b64.trim())?;
+    let text = String::from_utf8(raw).ok()?;
+    Some(
+        text.split_once(':')
+            .map(|(u, _)| u)
+            .unwrap_or(&text)
+            .to_string(),
+    )
+}
+
+fn base64_decode(s: &str) -> Option<Vec<u8>> {
+    let val = |c: u8| -> Option<u32> {
+        Some(match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => return None,
+        } as u32)
+    };
+    let bytes: Vec<u8> = s.bytes().filter(|b| *b != b'=').collect();
+    let mut out = Vec::with_capacity(bytes.len() * 3 / 4);
+    for chunk in bytes.chunks(4) {
+        let mut acc = 0u32;
+        for (i, c) in chunk.iter().enumerate() {
+            acc |= val(*c)? << (18 - 6 * i);
+        }
+        let n = match chunk.len() {
+            4 => 3,
+            3 => 2,
+            2 => 1,
+            _ => return None,
+        };
+        for i in 0..n {
+            out.push((acc >> (16 - 8 * i)) as u8);
+        }
+    }
+    Some(out)
+}
+
 fn request_id(r: &mut Req) -> Option<String> {
     if r.request_id.is_none() {
         r.request_id = Some(new_request_id());
@@ -426,6 +475,16 @@ mod tests {
         assert!(builtin("http_").is_none());
         assert!(builtin("no_such_thing").is_none());
         assert!(builtin("remote_addr").is_some());
+    }
+
+    #[test]
+    fn basic_auth_user_decodes() {
+        assert_eq!(
+            base64_decode("YWxpY2U6c2VjcmV0").as_deref(),
+            Some(&b"alice:secret"[..])
+        );
+        assert_eq!(base64_decode("Ym9i").as_deref(), Some(&b"bob"[..]));
+        assert_eq!(base64_decode("!!"), None);
     }
 
     #[test]

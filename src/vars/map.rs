@@ -95,7 +95,7 @@ impl MapVar {
         }
         for (rx, v) in &self.regexes {
             if let Some(caps) = rx.captures(key) {
-                req.set_captures(&caps);
+                req.set_captures(crate::http::req::Captured::new(rx, &caps));
                 return Some(v.clone());
             }
         }

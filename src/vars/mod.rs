@@ -158,7 +158,10 @@ impl Registry {
     }
 
     pub fn freeze(self) -> VarTable {
-        VarTable { defs: self.defs }
+        VarTable {
+            defs: self.defs,
+            by_name: self.by_name,
+        }
     }
 }
 
@@ -166,9 +169,14 @@ impl Registry {
 #[derive(Debug, Default)]
 pub struct VarTable {
     pub defs: Vec<VarDef>,
+    by_name: HashMap<String, VarId>,
 }
 
 impl VarTable {
+    pub fn id(&self, name: &str) -> Option<VarId> {
+        self.by_name.get(name).copied()
+    }
+
     pub fn len(&self) -> usize {
         self.defs.len()
     }
