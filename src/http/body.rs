@@ -95,6 +95,9 @@ impl Body for RespBody {
                 if let Some(d) = f.data_ref() {
                     this.sent += d.len() as u64;
                 }
+                if this.is_end_stream() {
+                    this.done(true);
+                }
             }
             Poll::Ready(None) => this.done(true),
             Poll::Ready(Some(Err(_))) => this.done(false),

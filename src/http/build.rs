@@ -273,7 +273,7 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .filter_map(|(name, g)| {
             g.conf()
                 .keepalive
-                .map(|n| (name.clone(), Arc::new(super::upconn::Pool::new(n))))
+                .map(|k| (name.clone(), Arc::new(super::upconn::Pool::new(k))))
         })
         .collect();
     Some(HttpConf {

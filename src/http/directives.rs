@@ -17,226 +17,42 @@ use crate::vars::Template;
 
 use ctx::{HTTP, HTTP_ANY, LIF, LOCATION, SERVER};
 
+#[rustfmt::skip]
 pub static DIRECTIVES: &[Spec] = &[
-    Spec {
-        name: "server",
-        contexts: HTTP,
-        args: Args::Exactly(0),
-        block: true,
-        handler: Handler::Frame(server),
-    },
-    Spec {
-        name: "listen",
-        contexts: SERVER,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Server(listen),
-    },
-    Spec {
-        name: "server_name",
-        contexts: SERVER,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Server(server_name),
-    },
-    Spec {
-        name: "location",
-        contexts: SERVER | LOCATION,
-        args: Args::Between(1, 2),
-        block: true,
-        handler: Handler::Frame(location),
-    },
-    Spec {
-        name: "root",
-        contexts: HTTP_ANY | LIF,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(root),
-    },
-    Spec {
-        name: "index",
-        contexts: HTTP_ANY,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Level(index),
-    },
-    Spec {
-        name: "add_header",
-        contexts: HTTP_ANY | LIF,
-        args: Args::Between(2, 3),
-        block: false,
-        handler: Handler::Level(add_header),
-    },
-    Spec {
-        name: "allow",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(allow),
-    },
-    Spec {
-        name: "deny",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(deny),
-    },
-    Spec {
-        name: "access_log",
-        contexts: HTTP_ANY | LIF,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Level(access_log),
-    },
-    Spec {
-        name: "log_format",
-        contexts: HTTP,
-        args: Args::AtLeast(2),
-        block: false,
-        handler: Handler::Http(log_format),
-    },
-    Spec {
-        name: "error_page",
-        contexts: HTTP_ANY | LIF,
-        args: Args::AtLeast(2),
-        block: false,
-        handler: Handler::Level(error_page),
-    },
-    Spec {
-        name: "client_max_body_size",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(client_max_body_size),
-    },
-    Spec {
-        name: "keepalive_timeout",
-        contexts: HTTP_ANY,
-        args: Args::Between(1, 2),
-        block: false,
-        handler: Handler::Level(keepalive_timeout),
-    },
-    Spec {
-        name: "default_type",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(default_type),
-    },
-    Spec {
-        name: "types",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(0),
-        block: true,
-        handler: Handler::Frame(types),
-    },
-    Spec {
-        name: "status_zone",
-        contexts: SERVER | LOCATION | LIF,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(status_zone),
-    },
-    Spec {
-        name: "map",
-        contexts: HTTP,
-        args: Args::Exactly(2),
-        block: true,
-        handler: Handler::Frame(map),
-    },
-    Spec {
-        name: "proxy_pass",
-        contexts: LOCATION | LIF,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_pass),
-    },
-    Spec {
-        name: "proxy_set_header",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(2),
-        block: false,
-        handler: Handler::Level(proxy_set_header),
-    },
-    Spec {
-        name: "proxy_http_version",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_http_version),
-    },
-    Spec {
-        name: "proxy_connect_timeout",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_connect_timeout),
-    },
-    Spec {
-        name: "proxy_read_timeout",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_read_timeout),
-    },
-    Spec {
-        name: "proxy_send_timeout",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_send_timeout),
-    },
-    Spec {
-        name: "proxy_next_upstream",
-        contexts: HTTP_ANY,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Level(proxy_next_upstream),
-    },
-    Spec {
-        name: "proxy_next_upstream_tries",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_next_upstream_tries),
-    },
-    Spec {
-        name: "proxy_buffering",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Level(proxy_buffering),
-    },
+    Spec { name: "server", contexts: HTTP, args: Args::Exactly(0), block: true, handler: Handler::Frame(server) },
+    Spec { name: "listen", contexts: SERVER, args: Args::AtLeast(1), block: false, handler: Handler::Server(listen) },
+    Spec { name: "server_name", contexts: SERVER, args: Args::AtLeast(1), block: false, handler: Handler::Server(server_name) },
+    Spec { name: "location", contexts: SERVER | LOCATION, args: Args::Between(1, 2), block: true, handler: Handler::Frame(location) },
+    Spec { name: "root", contexts: HTTP_ANY | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(root) },
+    Spec { name: "index", contexts: HTTP_ANY, args: Args::AtLeast(1), block: false, handler: Handler::Level(index) },
+    Spec { name: "add_header", contexts: HTTP_ANY | LIF, args: Args::Between(2, 3), block: false, handler: Handler::Level(add_header) },
+    Spec { name: "allow", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(allow) },
+    Spec { name: "deny", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(deny) },
+    Spec { name: "access_log", contexts: HTTP_ANY | LIF, args: Args::AtLeast(1), block: false, handler: Handler::Level(access_log) },
+    Spec { name: "log_format", contexts: HTTP, args: Args::AtLeast(2), block: false, handler: Handler::Http(log_format) },
+    Spec { name: "error_page", contexts: HTTP_ANY | LIF, args: Args::AtLeast(2), block: false, handler: Handler::Level(error_page) },
+    Spec { name: "client_max_body_size", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(client_max_body_size) },
+    Spec { name: "keepalive_timeout", contexts: HTTP_ANY, args: Args::Between(1, 2), block: false, handler: Handler::Level(keepalive_timeout) },
+    Spec { name: "keepalive_requests", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(keepalive_requests) },
+    Spec { name: "default_type", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(default_type) },
+    Spec { name: "types", contexts: HTTP_ANY, args: Args::Exactly(0), block: true, handler: Handler::Frame(types) },
+    Spec { name: "status_zone", contexts: SERVER | LOCATION | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(status_zone) },
+    Spec { name: "map", contexts: HTTP, args: Args::Exactly(2), block: true, handler: Handler::Frame(map) },
+    Spec { name: "proxy_pass", contexts: LOCATION | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_pass) },
+    Spec { name: "proxy_set_header", contexts: HTTP_ANY, args: Args::Exactly(2), block: false, handler: Handler::Level(proxy_set_header) },
+    Spec { name: "proxy_http_version", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_http_version) },
+    Spec { name: "proxy_connect_timeout", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_connect_timeout) },
+    Spec { name: "proxy_read_timeout", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_read_timeout) },
+    Spec { name: "proxy_send_timeout", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_send_timeout) },
+    Spec { name: "proxy_next_upstream", contexts: HTTP_ANY, args: Args::AtLeast(1), block: false, handler: Handler::Level(proxy_next_upstream) },
+    Spec { name: "proxy_next_upstream_tries", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_next_upstream_tries) },
+    Spec { name: "proxy_buffering", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_buffering) },
     // Accepted so that real nginx files load: the kernel-level tuning they ask for is
     // either what raftgate does anyway (TCP_NODELAY) or has no equivalent here.
-    Spec {
-        name: "sendfile",
-        contexts: HTTP_ANY | LIF,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Ignore,
-    },
-    Spec {
-        name: "tcp_nopush",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Ignore,
-    },
-    Spec {
-        name: "tcp_nodelay",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Ignore,
-    },
-    Spec {
-        name: "server_tokens",
-        contexts: HTTP_ANY,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Ignore,
-    },
+    Spec { name: "sendfile", contexts: HTTP_ANY | LIF, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
+    Spec { name: "tcp_nopush", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
+    Spec { name: "tcp_nodelay", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
+    Spec { name: "server_tokens", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
 ];
 
 fn server(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -597,6 +413,15 @@ fn keepalive_timeout(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), S
     if let Some(h) = d.args.get(1) {
         parse_time(&h.value)?;
     }
+    Ok(())
+}
+
+fn keepalive_requests(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
+    l.keepalive_requests = Some(
+        d.arg(0)
+            .parse()
+            .map_err(|_| format!("invalid value \"{}\"", d.arg(0)))?,
+    );
     Ok(())
 }
 

@@ -80,6 +80,7 @@ pub struct LocConf {
     pub error_pages: Option<Vec<ErrorPage>>,
     pub client_max_body_size: Option<u64>,
     pub keepalive_timeout: Option<Duration>,
+    pub keepalive_requests: Option<u64>,
     pub default_type: Option<String>,
     pub types: Option<Arc<mime::MimeTypes>>,
     pub proxy: ProxyConf,
@@ -123,6 +124,8 @@ pub struct ErrorPage {
 
 pub const DEFAULT_MAX_BODY: u64 = 1024 * 1024;
 pub const DEFAULT_KEEPALIVE: Duration = Duration::from_secs(75);
+/// nginx's default `keepalive_requests` since 1.19.10.
+pub const DEFAULT_KEEPALIVE_REQUESTS: u64 = 1000;
 
 impl LocConf {
     /// nginx's merge: every field this level did not set comes from its parent.
@@ -139,6 +142,7 @@ impl LocConf {
         inherit!(error_pages);
         inherit!(client_max_body_size);
         inherit!(keepalive_timeout);
+        inherit!(keepalive_requests);
         inherit!(default_type);
         inherit!(types);
         inherit!(proxy.set_headers);

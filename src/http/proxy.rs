@@ -295,13 +295,19 @@ pub async fn forward(
         let addr = guard.addr();
         let started = Instant::now();
         req.upstream.addrs.push(addr.to_string());
-        let pooled = if keepalive {
+        let mut pooled = if keepalive {
             pool.as_ref().and_then(|p| p.take(addr))
         } else {
             None
         };
+        if let Some(l) = pooled.as_mut() {
+            if l.sender.ready().await.is_err() {
+                pooled = None;
+            }
+        }
+        let uses = pooled.as_ref().map(|l| l.uses).unwrap_or(0) + 1;
         let sender = match pooled {
-            Some(s) => Ok(s),
+            Some(l) => Ok(l.sender),
             None => upconn::connect(addr, connect_timeout, send_timeout).await,
         };
         let mut sender = match sender {
@@ -419,7 +425,7 @@ pub async fn forward(
         }
         clean_response_headers(&mut parts.headers);
         let conn = if keepalive {
-            pool.clone().map(|p| (p, addr, sender))
+            pool.clone().map(|p| (p, addr, sender, uses))
         } else {
             None
         };

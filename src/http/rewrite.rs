@@ -11,42 +11,13 @@ use super::LocConf;
 use crate::config::{ctx, walk, Args, Cx, Directive, Frame, Handler, Spec};
 use crate::vars::{truthy, Template, VarId};
 
+#[rustfmt::skip]
 pub static DIRECTIVES: &[Spec] = &[
-    Spec {
-        name: "set",
-        contexts: ctx::SCRIPT,
-        args: Args::Exactly(2),
-        block: false,
-        handler: Handler::Script(set),
-    },
-    Spec {
-        name: "return",
-        contexts: ctx::SCRIPT,
-        args: Args::Between(1, 2),
-        block: false,
-        handler: Handler::Script(ret),
-    },
-    Spec {
-        name: "rewrite",
-        contexts: ctx::SCRIPT,
-        args: Args::Between(2, 3),
-        block: false,
-        handler: Handler::Script(rewrite),
-    },
-    Spec {
-        name: "break",
-        contexts: ctx::SCRIPT,
-        args: Args::Exactly(0),
-        block: false,
-        handler: Handler::Script(brk),
-    },
-    Spec {
-        name: "if",
-        contexts: ctx::SERVER | ctx::LOCATION,
-        args: Args::AtLeast(1),
-        block: true,
-        handler: Handler::Frame(if_block),
-    },
+    Spec { name: "set", contexts: ctx::SCRIPT, args: Args::Exactly(2), block: false, handler: Handler::Script(set) },
+    Spec { name: "return", contexts: ctx::SCRIPT, args: Args::Between(1, 2), block: false, handler: Handler::Script(ret) },
+    Spec { name: "rewrite", contexts: ctx::SCRIPT, args: Args::Between(2, 3), block: false, handler: Handler::Script(rewrite) },
+    Spec { name: "break", contexts: ctx::SCRIPT, args: Args::Exactly(0), block: false, handler: Handler::Script(brk) },
+    Spec { name: "if", contexts: ctx::SERVER | ctx::LOCATION, args: Args::AtLeast(1), block: true, handler: Handler::Frame(if_block) },
 ];
 
 #[derive(Debug, Default)]

@@ -48,19 +48,24 @@ async fn serve_conn(
     rt.open_conns.fetch_add(1, Ordering::AcqRel);
     let _open = OpenGuard(rt.clone());
     let requests = Arc::new(AtomicU64::new(0));
-    let keepalive = {
+    // Connection-level settings come from the default server of the address, as the
+    // server is not known before the first request's Host.
+    let (keepalive, max_requests) = {
         let gen = rt.current.load();
-        gen.config
-            .http
-            .as_ref()
-            .and_then(|h| {
-                h.listens
-                    .iter()
-                    .find(|l| l.addr == key)
-                    .map(|l| h.servers[l.default_server].conf.keepalive_timeout)
-            })
-            .flatten()
-            .unwrap_or(super::DEFAULT_KEEPALIVE)
+        let conf = gen.config.http.as_ref().and_then(|h| {
+            h.listens
+                .iter()
+                .find(|l| l.addr == key)
+                .map(|l| h.servers[l.default_server].conf.clone())
+        });
+        (
+            conf.as_ref()
+                .and_then(|c| c.keepalive_timeout)
+                .unwrap_or(super::DEFAULT_KEEPALIVE),
+            conf.as_ref()
+                .and_then(|c| c.keepalive_requests)
+                .unwrap_or(super::DEFAULT_KEEPALIVE_REQUESTS),
+        )
     };
     let rt2 = rt.clone();
     let svc = service_fn(move |req| {
@@ -74,7 +79,15 @@ async fn serve_conn(
             let Some(group) = http.listens.iter().position(|l| l.addr == key) else {
                 return Err(CloseConnection);
             };
-            phases::handle(http, group, conn, n, req).await
+            let mut resp = phases::handle(http, group, conn, n, req).await?;
+            if n >= max_requests {
+                // hyper closes the connection after a response that says so.
+                resp.headers_mut().insert(
+                    http::header::CONNECTION,
+                    http::HeaderValue::from_static("close"),
+                );
+            }
+            Ok(resp)
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
@@ -21,48 +21,73 @@ use tokio::time::Sleep;
 
 use super::body::ReqBody;
 use super::error::{Fail, Kind};
+use crate::upstream::conf::Keepalive;
 use crate::upstream::PeerGuard;
 
 pub type Sender = SendRequest<ReqBody>;
 
-/// Idle keep-alive connections of one upstream group, at most `cap` in all.
-#[derive(Debug, Default)]
+/// Idle keep-alive connections of one upstream group, at most `keepalive N` in all.
+#[derive(Debug)]
 pub struct Pool {
-    cap: usize,
-    idle: Mutex<HashMap<SocketAddr, Vec<Sender>>>,
+    conf: Keepalive,
+    idle: Mutex<HashMap<SocketAddr, Vec<Idle>>>,
+}
+
+/// A connection waiting for its next request.
+#[derive(Debug)]
+struct Idle {
+    sender: Sender,
+    since: Instant,
+    /// Requests it has carried so far (`keepalive_requests`).
+    uses: u64,
+}
+
+/// A connection lent out by the pool, with how many requests it has carried.
+pub struct Lent {
+    pub sender: Sender,
+    pub uses: u64,
 }
 
 impl Pool {
-    pub fn new(cap: usize) -> Self {
+    pub fn new(conf: Keepalive) -> Self {
         Pool {
-            cap,
+            conf,
             idle: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn enabled(&self) -> bool {
-        self.cap > 0
-    }
-
-    /// A live idle connection to `addr`, if any.
-    pub fn take(&self, addr: SocketAddr) -> Option<Sender> {
+    /// An idle connection to `addr` that has not been closed, if any. The caller waits
+    /// for it to be ready: a connection returned at the end of a body may still be
+    /// finishing that response.
+    pub fn take(&self, addr: SocketAddr) -> Option<Lent> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(&addr)?;
-        while let Some(s) = list.pop() {
-            if s.is_ready() {
-                return Some(s);
+        let now = Instant::now();
+        // Newest first; anything idle past keepalive_timeout is closed on the way.
+        while let Some(i) = list.pop() {
+            if !i.sender.is_closed() && now.duration_since(i.since) < self.conf.timeout {
+                return Some(Lent {
+                    sender: i.sender,
+                    uses: i.uses,
+                });
             }
         }
         None
     }
 
-    pub fn put(&self, addr: SocketAddr, s: Sender) {
-        if self.cap == 0 || !s.is_ready() {
+    /// Returns a connection after a complete response; `uses` counts that response.
+    pub fn put(&self, addr: SocketAddr, sender: Sender, uses: u64) {
+        if sender.is_closed() || uses >= self.conf.requests {
             return;
         }
+        let s = Idle {
+            sender,
+            since: Instant::now(),
+            uses,
+        };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = idle.values().map(Vec::len).sum();
-        if total >= self.cap {
+        if total >= self.conf.idle {
             // nginx closes the least recently used connection; drop the oldest of this
             // address, or refuse when this address holds none.
             match idle.get_mut(&addr) {
@@ -211,7 +236,7 @@ pub struct UpstreamBody {
     inner: Incoming,
     read_timeout: Duration,
     sleep: Option<Pin<Box<Sleep>>>,
-    conn: Option<(Arc<Pool>, SocketAddr, Sender)>,
+    conn: Option<(Arc<Pool>, SocketAddr, Sender, u64)>,
     guard: Option<PeerGuard>,
     received: u64,
 }
@@ -220,7 +245,7 @@ impl UpstreamBody {
     pub fn new(
         inner: Incoming,
         read_timeout: Duration,
-        conn: Option<(Arc<Pool>, SocketAddr, Sender)>,
+        conn: Option<(Arc<Pool>, SocketAddr, Sender, u64)>,
         guard: Option<PeerGuard>,
     ) -> Self {
         UpstreamBody {
@@ -234,8 +259,8 @@ impl UpstreamBody {
     }
 
     fn finish(&mut self) {
-        if let Some((pool, addr, sender)) = self.conn.take() {
-            pool.put(addr, sender);
+        if let Some((pool, addr, sender, uses)) = self.conn.take() {
+            pool.put(addr, sender, uses);
         }
         if let Some(g) = self.guard.take() {
             g.peer().add_received(self.received);
@@ -257,6 +282,11 @@ impl Body for UpstreamBody {
                 this.sleep = None;
                 if let Some(d) = f.data_ref() {
                     this.received += d.len() as u64;
+                }
+                // hyper stops polling once a body says it has ended, so the end is
+                // noticed here rather than at a final `None`.
+                if this.inner.is_end_stream() {
+                    this.finish();
                 }
                 Poll::Ready(Some(Ok(f)))
             }
@@ -303,7 +333,12 @@ impl Body for UpstreamBody {
 
 impl Drop for UpstreamBody {
     fn drop(&mut self) {
-        // A body dropped before its end leaves the connection mid-response: close it.
-        self.conn = None;
+        if self.inner.is_end_stream() {
+            // An empty body (204, HEAD) is complete without ever being polled.
+            self.finish();
+        } else {
+            // Dropped mid-response: the connection cannot be reused.
+            self.conn = None;
+        }
     }
 }

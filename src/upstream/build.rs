@@ -1,89 +1,33 @@
 //! The `upstream {}` block and its directives.
 
 use std::net::{SocketAddr, ToSocketAddrs};
+use std::time::Duration;
 
-use super::conf::{Method, ServerConf, UpstreamConf, ZoneConf};
+use super::conf::{Keepalive, Method, ServerConf, UpstreamConf, ZoneConf};
 use crate::config::values::{parse_size, parse_time};
 use crate::config::{ctx, walk, Args, Cx, Directive, Frame, Handler, Spec};
 
 use ctx::{HTTP, UPSTREAM};
 
+#[rustfmt::skip]
 pub static DIRECTIVES: &[Spec] = &[
-    Spec {
-        name: "upstream",
-        contexts: HTTP,
-        args: Args::Exactly(1),
-        block: true,
-        handler: Handler::Frame(upstream),
-    },
-    Spec {
-        name: "server",
-        contexts: UPSTREAM,
-        args: Args::AtLeast(1),
-        block: false,
-        handler: Handler::Upstream(server),
-    },
-    Spec {
-        name: "zone",
-        contexts: UPSTREAM,
-        args: Args::Between(1, 2),
-        block: false,
-        handler: Handler::Upstream(zone),
-    },
-    Spec {
-        name: "least_conn",
-        contexts: UPSTREAM,
-        args: Args::Exactly(0),
-        block: false,
-        handler: Handler::Upstream(least_conn),
-    },
-    Spec {
-        name: "ip_hash",
-        contexts: UPSTREAM,
-        args: Args::Exactly(0),
-        block: false,
-        handler: Handler::Upstream(ip_hash),
-    },
-    Spec {
-        name: "hash",
-        contexts: UPSTREAM,
-        args: Args::Between(1, 2),
-        block: false,
-        handler: Handler::Upstream(hash),
-    },
-    Spec {
-        name: "random",
-        contexts: UPSTREAM,
-        args: Args::Between(0, 1),
-        block: false,
-        handler: Handler::Upstream(random),
-    },
-    Spec {
-        name: "keepalive",
-        contexts: UPSTREAM,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Upstream(keepalive),
-    },
-    Spec {
-        name: "keepalive_timeout",
-        contexts: UPSTREAM,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Upstream(keepalive_timeout),
-    },
-    Spec {
-        name: "keepalive_requests",
-        contexts: UPSTREAM,
-        args: Args::Exactly(1),
-        block: false,
-        handler: Handler::Upstream(keepalive_requests),
-    },
+    Spec { name: "upstream", contexts: HTTP, args: Args::Exactly(1), block: true, handler: Handler::Frame(upstream) },
+    Spec { name: "server", contexts: UPSTREAM, args: Args::AtLeast(1), block: false, handler: Handler::Upstream(server) },
+    Spec { name: "zone", contexts: UPSTREAM, args: Args::Between(1, 2), block: false, handler: Handler::Upstream(zone) },
+    Spec { name: "least_conn", contexts: UPSTREAM, args: Args::Exactly(0), block: false, handler: Handler::Upstream(least_conn) },
+    Spec { name: "ip_hash", contexts: UPSTREAM, args: Args::Exactly(0), block: false, handler: Handler::Upstream(ip_hash) },
+    Spec { name: "hash", contexts: UPSTREAM, args: Args::Between(1, 2), block: false, handler: Handler::Upstream(hash) },
+    Spec { name: "random", contexts: UPSTREAM, args: Args::Between(0, 1), block: false, handler: Handler::Upstream(random) },
+    Spec { name: "keepalive", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive) },
+    Spec { name: "keepalive_timeout", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive_timeout) },
+    Spec { name: "keepalive_requests", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive_requests) },
 ];
 
 pub struct UpstreamBuild {
     pub conf: UpstreamConf,
     method_set: bool,
+    keepalive_timeout: Option<Duration>,
+    keepalive_requests: Option<u64>,
 }
 
 fn upstream(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -102,12 +46,26 @@ fn upstream(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), Str
             implicit: false,
         },
         method_set: false,
+        keepalive_timeout: None,
+        keepalive_requests: None,
     };
     walk(
         cx,
         &mut Frame::Upstream(&mut ub),
         d.block.as_deref().unwrap_or_default(),
     );
+    if let Some(k) = ub.conf.keepalive.as_mut() {
+        k.timeout = ub.keepalive_timeout.unwrap_or(k.timeout);
+        k.requests = ub.keepalive_requests.unwrap_or(k.requests);
+    }
+    if ub.conf.servers.iter().any(|s| !s.slow_start.is_zero())
+        && !super::method_allows_slow_start(&ub.conf.method)
+    {
+        cx.diags.error_at(
+            d,
+            "balancing method does not support parameter \"slow_start\"",
+        );
+    }
     let has_backup = ub.conf.servers.iter().any(|s| s.backup);
     if has_backup && !super::method_allows_backup(&ub.conf.method) {
         cx.diags
@@ -247,17 +205,24 @@ fn keepalive(_: &mut Cx, u: &mut UpstreamBuild, d: &Directive) -> Result<(), Str
         .ok()
         .filter(|n| *n > 0)
         .ok_or_else(|| format!("invalid value \"{}\" in \"keepalive\" directive", d.arg(0)))?;
-    u.conf.keepalive = Some(n);
+    u.conf.keepalive = Some(Keepalive {
+        idle: n,
+        timeout: Duration::from_secs(60),
+        requests: 1000,
+    });
     Ok(())
 }
 
-fn keepalive_timeout(_: &mut Cx, _: &mut UpstreamBuild, d: &Directive) -> Result<(), String> {
-    parse_time(d.arg(0)).map(|_| ())
+fn keepalive_timeout(_: &mut Cx, u: &mut UpstreamBuild, d: &Directive) -> Result<(), String> {
+    u.keepalive_timeout = Some(parse_time(d.arg(0))?);
+    Ok(())
 }
 
-fn keepalive_requests(_: &mut Cx, _: &mut UpstreamBuild, d: &Directive) -> Result<(), String> {
-    d.arg(0)
-        .parse::<u64>()
-        .map(|_| ())
-        .map_err(|_| format!("invalid value \"{}\"", d.arg(0)))
+fn keepalive_requests(_: &mut Cx, u: &mut UpstreamBuild, d: &Directive) -> Result<(), String> {
+    u.keepalive_requests = Some(
+        d.arg(0)
+            .parse()
+            .map_err(|_| format!("invalid value \"{}\"", d.arg(0)))?,
+    );
+    Ok(())
 }

@@ -69,13 +69,26 @@ pub struct ZoneConf {
     pub size: Option<u64>,
 }
 
+/// Upstream connection reuse (`keepalive`, `keepalive_timeout`, `keepalive_requests`).
+#[derive(Debug, Clone, Copy)]
+pub struct Keepalive {
+    /// Idle connections kept for the group (nginx keeps them per worker; raftgate has one
+    /// pool per group in the process).
+    pub idle: usize,
+    /// An idle connection older than this is closed instead of reused (default 60s).
+    pub timeout: Duration,
+    /// A connection is closed after this many requests (default 1000).
+    pub requests: u64,
+}
+
 #[derive(Debug, Clone)]
 pub struct UpstreamConf {
     pub name: String,
     pub servers: Vec<ServerConf>,
     pub method: Method,
-    /// `keepalive N`: idle connections kept per group (nginx keeps them per worker).
-    pub keepalive: Option<usize>,
+    /// `keepalive N` and its companions; `None` closes upstream connections after
+    /// each request, as nginx does without `keepalive`.
+    pub keepalive: Option<Keepalive>,
     pub zone: Option<ZoneConf>,
     /// Where the group was defined, for messages.
     pub file: String,
