@@ -166,7 +166,15 @@ fn main() -> ExitCode {
     serve(config, source, Some(pid), None)
 }
 
+/// `worker_processes 1` gets a single-threaded runtime: one core's worth of work with
+/// no cross-thread wake-ups, like one nginx worker. More workers share a work-stealing
+/// runtime.
 fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    if threads == Some(1) && std::env::var_os("RAFTGATE_MULTI_THREAD").is_none() {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build();
+    }
     let mut b = tokio::runtime::Builder::new_multi_thread();
     b.enable_all();
     if let Some(n) = threads {

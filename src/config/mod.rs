@@ -215,6 +215,8 @@ pub struct Cx {
     /// Upstream groups named by `proxy_pass`, with where: resolved when the http block
     /// is complete (an `upstream` may be defined after the server that uses it).
     pub upstream_refs: Vec<(String, String)>,
+    /// Every `proxy_pass` to a fixed group, linked to its group when the block is done.
+    pub proxy_passes: Vec<Arc<crate::http::proxy::ProxyPass>>,
 }
 
 impl Cx {
@@ -226,6 +228,7 @@ impl Cx {
             log_formats: HashMap::new(),
             log_files: HashMap::new(),
             upstream_refs: Vec::new(),
+            proxy_passes: Vec::new(),
         }
     }
 

@@ -158,6 +158,25 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         }
     }
 
+    let pools: HashMap<String, Arc<super::upconn::Pool>> = groups
+        .iter()
+        .filter_map(|(name, g)| {
+            g.conf()
+                .keepalive
+                .map(|k| (name.clone(), Arc::new(super::upconn::Pool::new(k))))
+        })
+        .collect();
+    for pass in std::mem::take(&mut cx.proxy_passes) {
+        if let super::proxy::Target::Group(name) = &pass.target {
+            if let Some(g) = groups.get(name) {
+                let _ = pass.linked.set(super::proxy::Linked {
+                    group: g.clone(),
+                    pool: pools.get(name).cloned(),
+                    host: http::HeaderValue::from_str(&pass.proxy_host).ok(),
+                });
+            }
+        }
+    }
     let mut out_servers = Vec::new();
     let mut listen_map: Vec<(SocketAddr, Vec<ListenMember>)> = Vec::new();
     for (idx, sb) in servers.into_iter().enumerate() {
@@ -268,14 +287,6 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .vars
         .names()
         .any(crate::vars::http::reads_upstream_headers);
-    let pools = groups
-        .iter()
-        .filter_map(|(name, g)| {
-            g.conf()
-                .keepalive
-                .map(|k| (name.clone(), Arc::new(super::upconn::Pool::new(k))))
-        })
-        .collect();
     Some(HttpConf {
         pools,
         default_root: cx.path("html").display().to_string(),

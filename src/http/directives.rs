@@ -510,8 +510,9 @@ fn proxy_pass(cx: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String>
     if l.content.is_some() {
         return Err(dup(d));
     }
-    let pass = super::proxy::ProxyPass::parse(cx, d)?;
-    l.content = Some(Content::Proxy(Arc::new(pass)));
+    let pass = Arc::new(super::proxy::ProxyPass::parse(cx, d)?);
+    cx.proxy_passes.push(pass.clone());
+    l.content = Some(Content::Proxy(pass));
     Ok(())
 }
 

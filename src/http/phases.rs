@@ -583,6 +583,10 @@ pub fn normalize_uri(raw: &str) -> Option<String> {
     if !raw.starts_with('/') {
         return None;
     }
+    // Most URIs need nothing done: no escapes, no empty, `.` or `..` segments.
+    if !raw.contains('%') && !raw.contains("//") && !raw.contains("/.") {
+        return Some(raw.to_string());
+    }
     let bytes = raw.as_bytes();
     let mut decoded = Vec::with_capacity(bytes.len());
     let mut i = 0;

@@ -2,7 +2,7 @@
 //! `proxy_next_upstream` retries and passive health, and the response streamed back.
 
 use std::sync::atomic::Ordering;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
@@ -31,6 +31,17 @@ pub struct ProxyPass {
     pub proxy_host: String,
     pub proxy_port: u16,
     pub at: String,
+    /// The group and its connection pool, linked once when the configuration is built
+    /// so requests do not look them up by name.
+    pub linked: OnceLock<Linked>,
+}
+
+#[derive(Debug)]
+pub struct Linked {
+    pub group: Arc<Upstream>,
+    pub pool: Option<Arc<Pool>>,
+    /// `Host: $proxy_host`, prebuilt.
+    pub host: Option<HeaderValue>,
 }
 
 #[derive(Debug)]
@@ -62,6 +73,7 @@ impl ProxyPass {
                 proxy_host: String::new(),
                 proxy_port: 80,
                 at: d.at(),
+                linked: OnceLock::new(),
             });
         }
         let (host, uri) = match rest.find('/') {
@@ -85,6 +97,7 @@ impl ProxyPass {
             proxy_host,
             proxy_port: port,
             at: d.at(),
+            linked: OnceLock::new(),
         })
     }
 }
@@ -94,6 +107,13 @@ fn host_port(host: &str) -> u16 {
         Some((h, p)) if !h.ends_with(']') || host.ends_with(']') => p.parse().unwrap_or(80),
         _ => 80,
     }
+}
+
+/// Where one request goes: the group, its pool, and a prebuilt `Host` value.
+struct Routed {
+    group: Arc<Upstream>,
+    pool: Option<Arc<Pool>>,
+    host: Option<HeaderValue>,
 }
 
 /// `proxy_next_upstream`: which failures move a request to the next server.
@@ -203,13 +223,20 @@ pub async fn forward(
     // Which group, and what to send as the request target.
     let (group, uri) = match &pass.target {
         Target::Group(name) => {
-            let g = http
-                .upstreams
-                .get(name)
+            let linked = pass
+                .linked
+                .get()
                 .ok_or_else(|| Fail::internal(format!("no upstream \"{name}\"")))?;
             req.proxy_host = Some(pass.proxy_host.clone());
             req.proxy_port = Some(pass.proxy_port);
-            (g.clone(), upstream_uri(pass.uri.as_deref(), req, &at))
+            (
+                Routed {
+                    group: linked.group.clone(),
+                    pool: linked.pool.clone(),
+                    host: linked.host.clone(),
+                },
+                upstream_uri(pass.uri.as_deref(), req, &at),
+            )
         }
         Target::Dynamic(t) => {
             let url = t.eval(req);
@@ -224,6 +251,12 @@ pub async fn forward(
                 Some(g) => g.clone(),
                 None => dynamic_group(http, host)?,
             };
+            let pool = http.pool(g.conf().name.as_str());
+            let g = Routed {
+                group: g,
+                pool,
+                host: None,
+            };
             req.proxy_host = Some(host.strip_suffix(":80").unwrap_or(host).to_string());
             req.proxy_port = Some(host_port(host));
             let uri = match uri {
@@ -234,8 +267,9 @@ pub async fn forward(
         }
     };
 
+    let Routed { group, pool, host } = group;
     let version = conf.proxy.http_version.unwrap_or(Version::HTTP_10);
-    let headers = request_headers(conf, req, version);
+    let mut headers = request_headers(conf, req, host);
     let connect_timeout = conf.proxy.connect_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let read_timeout = conf.proxy.read_timeout.unwrap_or(DEFAULT_TIMEOUT);
     let send_timeout = conf.proxy.send_timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -249,16 +283,8 @@ pub async fn forward(
         && !headers
             .get(header::CONNECTION)
             .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"close"));
-    let pool = http.pool(group.conf().name.as_str());
-    let idempotent = matches!(
-        req.method,
-        http::Method::GET
-            | http::Method::HEAD
-            | http::Method::OPTIONS
-            | http::Method::TRACE
-            | http::Method::PUT
-            | http::Method::DELETE
-    );
+    // nginx treats POST, LOCK and PATCH as non-idempotent (1.9.13+).
+    let idempotent = !matches!(req.method.as_str(), "POST" | "LOCK" | "PATCH");
     let has_body = body
         .as_ref()
         .is_some_and(|b| !http_body::Body::is_end_stream(b));
@@ -294,7 +320,6 @@ pub async fn forward(
         };
         let addr = guard.addr();
         let started = Instant::now();
-        req.upstream.addrs.push(addr.to_string());
         let mut pooled = if keepalive {
             pool.as_ref().and_then(|p| p.take(addr))
         } else {
@@ -319,7 +344,7 @@ pub async fn forward(
                     addr
                 );
                 guard.failure();
-                record_attempt(req, "502", started);
+                record_attempt(req, addr, f.status(), started);
                 let retry = next.retries(&f);
                 last = Some(f);
                 if retry {
@@ -336,7 +361,11 @@ pub async fn forward(
             .uri(uri.as_str())
             .version(version);
         if let Some(h) = rb.headers_mut() {
-            *h = headers.clone();
+            *h = if attempt + 1 < max_tries {
+                headers.clone()
+            } else {
+                std::mem::take(&mut headers)
+            };
         }
         let upstream_req = rb
             .body(this_body)
@@ -377,15 +406,7 @@ pub async fn forward(
             Err(f) => {
                 crate::log_error!("{}, upstream: \"{}\"", f.msg, addr);
                 guard.failure();
-                record_attempt(
-                    req,
-                    if f.kind == Kind::UpstreamTimeout {
-                        "504"
-                    } else {
-                        "502"
-                    },
-                    started,
-                );
+                record_attempt(req, addr, f.status(), started);
                 // A request whose body already went out cannot be sent again, nor may
                 // a non-idempotent one (unless `non_idempotent`).
                 let replayable = !has_body && (idempotent || next.non_idempotent);
@@ -404,7 +425,7 @@ pub async fn forward(
             if matches!(status, 500 | 502 | 503 | 504 | 429) {
                 guard.failure();
             }
-            record_attempt(req, &status.to_string(), started);
+            record_attempt(req, addr, status, started);
             crate::log_warn!(
                 "upstream \"{}\" answered {status}, trying the next one",
                 addr
@@ -418,7 +439,7 @@ pub async fn forward(
         }
         guard.success();
         guard.peer().count_response(status);
-        record_attempt(req, &status.to_string(), started);
+        record_attempt(req, addr, status, started);
         let (mut parts, incoming) = resp.into_parts();
         if http.keep_upstream_headers {
             req.upstream.headers = Some(parts.headers.clone());
@@ -437,11 +458,12 @@ pub async fn forward(
     Err(last.unwrap_or_else(|| Fail::upstream(Kind::NoLiveUpstreams, "no live upstreams")))
 }
 
-fn record_attempt(req: &mut Req, status: &str, started: Instant) {
-    req.upstream.statuses.push(status.to_string());
-    req.upstream
-        .times
-        .push(format!("{:.3}", started.elapsed().as_secs_f64()));
+fn record_attempt(req: &mut Req, addr: std::net::SocketAddr, status: u16, started: Instant) {
+    req.upstream.attempts.push(crate::http::req::Attempt {
+        addr,
+        status,
+        time: started.elapsed(),
+    });
 }
 
 /// `proxy_pass http://$target` naming an address that is not a group: a one-server
@@ -520,51 +542,51 @@ pub fn escape_uri(path: &str) -> String {
 /// The headers nginx sends upstream: `proxy_set_header` (with its defaults `Host:
 /// $proxy_host` and `Connection: close`), then the client's own headers except hop-by-hop
 /// ones and those that `proxy_set_header` replaces. Empty values are not sent.
-fn request_headers(conf: &LocConf, req: &mut Req, version: Version) -> HeaderMap {
+fn request_headers(conf: &LocConf, req: &mut Req, host: Option<HeaderValue>) -> HeaderMap {
     let mut out = HeaderMap::with_capacity(req.headers.len() + 4);
-    let mut set: Vec<(HeaderName, String)> = Vec::with_capacity(4);
     let user = conf.proxy.set_headers.as_deref().unwrap_or_default();
     let has = |n: &HeaderName| user.iter().any(|(u, _)| u == n);
     if !has(&header::HOST) {
-        set.push((header::HOST, req.proxy_host.clone().unwrap_or_default()));
+        let host = host.or_else(|| {
+            req.proxy_host
+                .as_deref()
+                .and_then(|h| HeaderValue::from_str(h).ok())
+        });
+        if let Some(h) = host {
+            out.insert(header::HOST, h);
+        }
     }
     if !has(&header::CONNECTION) {
-        set.push((header::CONNECTION, "close".to_string()));
+        out.insert(header::CONNECTION, HeaderValue::from_static("close"));
     }
     for (n, t) in user {
-        set.push((n.clone(), t.eval(req)));
-    }
-    for (n, v) in &set {
+        let v = t.eval(req);
         if v.is_empty() {
             continue;
         }
-        if let Ok(hv) = HeaderValue::from_str(v) {
+        if let Ok(hv) = HeaderValue::from_str(&v) {
             out.append(n.clone(), hv);
         }
     }
-    let connection_tokens: Vec<String> = req
-        .headers
-        .get_all(header::CONNECTION)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(',').map(|t| t.trim().to_ascii_lowercase()))
-        .collect();
+    let mut conn_tokens: Vec<String> = Vec::new();
+    for v in req.headers.get_all(header::CONNECTION) {
+        if let Ok(v) = v.to_str() {
+            conn_tokens.extend(
+                v.split(',')
+                    .map(|t| t.trim().to_ascii_lowercase())
+                    .filter(|t| t != "keep-alive" && t != "close"),
+            );
+        }
+    }
     for (n, v) in &req.headers {
         if HOP.contains(n)
             || *n == header::HOST
-            || set.iter().any(|(s, _)| s == n)
-            || connection_tokens.iter().any(|t| t == n.as_str())
+            || user.iter().any(|(u, _)| u == n)
+            || (!conn_tokens.is_empty() && conn_tokens.iter().any(|t| t == n.as_str()))
         {
             continue;
         }
         out.append(n.clone(), v.clone());
-    }
-    if version == Version::HTTP_10
-        && out.get(header::CONTENT_LENGTH).is_none()
-        && req.headers.contains_key(header::TRANSFER_ENCODING)
-    {
-        // HTTP/1.0 has no chunked encoding; the body goes close-delimited instead.
-        out.remove(header::CONTENT_LENGTH);
     }
     out
 }

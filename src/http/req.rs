@@ -19,12 +19,19 @@ pub struct ConnInfo {
     pub serial: u64,
 }
 
+/// One try of a request against one upstream server.
+#[derive(Debug, Clone, Copy)]
+pub struct Attempt {
+    pub addr: SocketAddr,
+    pub status: u16,
+    pub time: std::time::Duration,
+}
+
 /// What the upstream attempts of a request left behind, for `$upstream_*` and the log.
+/// Kept raw: they are formatted only if a variable asks.
 #[derive(Debug, Default)]
 pub struct UpstreamInfo {
-    pub addrs: Vec<String>,
-    pub statuses: Vec<String>,
-    pub times: Vec<String>,
+    pub attempts: Vec<Attempt>,
     /// Kept only when the configuration reads `$upstream_http_*`/`$upstream_cookie_*`.
     pub headers: Option<HeaderMap>,
 }

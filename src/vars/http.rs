@@ -164,16 +164,21 @@ const BUILTINS: &[(&str, Getter, bool, Option<Setter>)] = &[
         None,
     ),
     ("msec", |_| Some(msec(SystemTime::now())), false, None),
-    ("upstream_addr", |r| joined(&r.upstream.addrs), false, None),
+    (
+        "upstream_addr",
+        |r| attempts(r, |a| a.addr.to_string()),
+        false,
+        None,
+    ),
     (
         "upstream_status",
-        |r| joined(&r.upstream.statuses),
+        |r| attempts(r, |a| a.status.to_string()),
         false,
         None,
     ),
     (
         "upstream_response_time",
-        |r| joined(&r.upstream.times),
+        |r| attempts(r, |a| format!("{:.3}", a.time.as_secs_f64())),
         false,
         None,
     ),
@@ -371,12 +376,19 @@ pub fn msec(t: SystemTime) -> String {
     format!("{}.{:03}", d.as_secs(), d.subsec_millis())
 }
 
-fn joined(v: &[String]) -> Option<String> {
-    if v.is_empty() {
-        None
-    } else {
-        Some(v.join(", "))
+/// `$upstream_*`: one value per attempt, joined with ", " as nginx does.
+fn attempts(r: &mut Req, f: impl Fn(&crate::http::req::Attempt) -> String) -> Option<String> {
+    if r.upstream.attempts.is_empty() {
+        return None;
     }
+    Some(
+        r.upstream
+            .attempts
+            .iter()
+            .map(f)
+            .collect::<Vec<_>>()
+            .join(", "),
+    )
 }
 
 /// A header's value; repeated headers are joined as nginx does (`; ` for Cookie).
