@@ -17,6 +17,7 @@ use tokio::net::TcpListener;
 pub const DEV_CONFIG: &str = r#"# raftgate dev: single node, embedded configuration.
 worker_processes auto;
 pid {{DATA}}/raftgate.pid;
+error_log stderr notice;
 events {}
 http {
     log_format dev '$remote_addr [$time_local] "$request" $status $body_bytes_sent '

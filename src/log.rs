@@ -50,12 +50,15 @@ impl Level {
 
 struct Sink {
     file: Option<std::fs::File>,
+    path: Option<std::path::PathBuf>,
     level: Level,
 }
 
+/// nginx's default level is `error`.
 static SINK: Mutex<Sink> = Mutex::new(Sink {
     file: None,
-    level: Level::Notice,
+    path: None,
+    level: Level::Error,
 });
 
 /// Points the error log at a file (or stderr for `None`). Called at start and on reload.
@@ -76,8 +79,23 @@ pub fn configure(path: Option<&Path>, level: Option<Level>) -> std::io::Result<(
     };
     let mut sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
     sink.file = file;
-    sink.level = level.unwrap_or(Level::Notice);
+    sink.path = path.map(Path::to_path_buf);
+    sink.level = level.unwrap_or(Level::Error);
     Ok(())
+}
+
+/// Reopens the error log file by name (log rotation).
+pub fn reopen() {
+    let (path, level) = {
+        let sink = SINK.lock().unwrap_or_else(|e| e.into_inner());
+        (sink.path.clone(), sink.level)
+    };
+    if let Err(e) = configure(path.as_deref(), Some(level)) {
+        log(
+            Level::Alert,
+            format_args!("cannot reopen the error log: {e}"),
+        );
+    }
 }
 
 pub fn log(level: Level, msg: std::fmt::Arguments<'_>) {

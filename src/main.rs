@@ -102,11 +102,11 @@ fn main() -> ExitCode {
             .map(Path::to_path_buf)
             .unwrap_or_else(|| PathBuf::from("."))
     });
-    let source = Source::File(path.clone());
-    let loaded = match std::fs::read_to_string(&path) {
-        Ok(text) => config::load_str(&text, &path.display().to_string(), prefix),
-        Err(e) => Err(vec![format!("open() \"{}\" failed ({e})", path.display())]),
+    let source = Source::File {
+        path: path.clone(),
+        prefix: prefix.clone(),
     };
+    let loaded = source.load();
     if cli.test {
         return match loaded {
             Ok(c) => {
@@ -149,7 +149,7 @@ fn main() -> ExitCode {
             .main
             .pid
             .clone()
-            .unwrap_or_else(|| config::main::default_pid_path(&path));
+            .unwrap_or_else(|| config::main::default_pid_path(&prefix));
         return match raftgate::signals::send(&pid, &sig) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
@@ -162,7 +162,7 @@ fn main() -> ExitCode {
         .main
         .pid
         .clone()
-        .unwrap_or_else(|| config::main::default_pid_path(&path));
+        .unwrap_or_else(|| config::main::default_pid_path(&prefix));
     serve(config, source, Some(pid), None)
 }
 

@@ -24,7 +24,8 @@ use crate::config::{self, Config};
 /// Where a configuration comes from, so a reload can read it again.
 #[derive(Debug, Clone)]
 pub enum Source {
-    File(PathBuf),
+    /// A file, and the prefix its relative paths resolve against (`-p`).
+    File { path: PathBuf, prefix: PathBuf },
     /// Embedded text (dev mode): name for messages, text, prefix for relative paths.
     Text {
         name: String,
@@ -36,7 +37,10 @@ pub enum Source {
 impl Source {
     pub fn load(&self) -> Result<Config, Vec<String>> {
         match self {
-            Source::File(p) => config::load(p),
+            Source::File { path, prefix } => match std::fs::read_to_string(path) {
+                Ok(text) => config::load_str(&text, &path.display().to_string(), prefix.clone()),
+                Err(e) => Err(vec![format!("open() \"{}\" failed ({e})", path.display())]),
+            },
             Source::Text { name, text, prefix } => config::load_str(text, name, prefix.clone()),
         }
     }

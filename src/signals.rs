@@ -1,5 +1,5 @@
 //! nginx's signal interface: HUP reloads, TERM/INT stop fast, QUIT stops gracefully,
-//! USR1 reopens logs (a reload reopens them too). `raftgate -s NAME` sends them to the
+//! USR1 reopens log files (for rotation). `raftgate -s NAME` sends them to the
 //! process named in the pid file.
 
 use std::path::Path;
@@ -20,7 +20,11 @@ pub fn install(rt: Arc<Runtime>) -> std::io::Result<()> {
         loop {
             tokio::select! {
                 _ = hup.recv() => reload(&rt).await,
-                _ = usr1.recv() => reload(&rt).await,
+                _ = usr1.recv() => {
+                    crate::log::reopen();
+                    crate::http::access_log::reopen_all();
+                    crate::log_notice!("reopened log files");
+                }
                 _ = term.recv() => { rt.request_stop(Stop::Fast); }
                 _ = int.recv() => { rt.request_stop(Stop::Fast); }
                 _ = quit.recv() => {

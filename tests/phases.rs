@@ -219,6 +219,67 @@ async fn map_with_regex_captures_set_and_if() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rewrite_phase_details_match_nginx() {
+    let dir = temp_dir("rwdetail");
+    std::fs::write(dir.join("present.txt"), "here").expect("write");
+    let conf = format!(
+        r#"
+        events {{}}
+        http {{
+            server {{
+                listen 127.0.0.1:0;
+                root {root};
+                server_tokens off;
+                set $trail "${{trail}}s";
+                error_page 404 /nf;
+                location = /nf {{ return 200 "error page"; }}
+                location /a {{ rewrite ^ /b last; }}
+                location /b {{ return 200 "trail=$trail"; }}
+                location /text404 {{ return 404 "kept text"; }}
+                location /bare404 {{ return 404; }}
+                location /f/ {{
+                    if (-f $document_root/present.txt) {{ return 200 "exists:$request_filename"; }}
+                    return 200 "missing";
+                }}
+                location /cap {{ return 200 "[$10]"; }}
+                location ~ ^/cap2/(x) {{ return 200 "[$10]"; }}
+            }}
+        }}"#,
+        root = dir.display()
+    );
+    let g = start(&conf).await;
+    let a = g.addr();
+    assert_eq!(
+        get(a, "/a").await.body,
+        "trail=s",
+        "server rewrites do not run again after `last`"
+    );
+    let r = get(a, "/text404").await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (404, "kept text"),
+        "return with text is not replaced by error_page"
+    );
+    let r = get(a, "/bare404").await;
+    assert_eq!((r.status, r.body.as_str()), (404, "error page"));
+    assert_eq!(
+        get(a, "/f/x").await.body,
+        format!("exists:{}/f/x", dir.display())
+    );
+    assert_eq!(
+        get(a, "/cap2/x").await.body,
+        "[x0]",
+        "$10 is $1 followed by 0"
+    );
+    assert_eq!(
+        get(a, "/b").await.header("server"),
+        Some("raftgate"),
+        "server_tokens off hides the version"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn server_selection_by_name_and_default_server() {
     let g = start(
         r#"
@@ -362,6 +423,53 @@ async fn static_files_index_types_and_conditional_get() {
     )
     .await;
     assert_eq!(r.status, 304);
+    let r = send(
+        a,
+        Request::get("/docs/readme.txt")
+            .header("range", "bytes=2-5")
+            .body(Bytes::new())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str(), r.header("content-range")),
+        (206, "ad m", Some("bytes 2-5/7"))
+    );
+    let r = send(
+        a,
+        Request::get("/docs/readme.txt")
+            .header("range", "bytes=-2")
+            .body(Bytes::new())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!((r.status, r.body.as_str()), (206, "me"));
+    let r = send(
+        a,
+        Request::get("/docs/readme.txt")
+            .header("range", "bytes=7-")
+            .body(Bytes::new())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.header("content-range")),
+        (416, Some("bytes */7"))
+    );
+    let r = send(
+        a,
+        Request::get("/docs/readme.txt")
+            .header("range", "bytes=0-1")
+            .header("if-range", "\"stale\"")
+            .body(Bytes::new())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!(
+        (r.status, r.body.as_str()),
+        (200, "read me"),
+        "If-Range with an old validator gets the whole file"
+    );
     let r = get(a, "/docs").await;
     assert_eq!(r.status, 301);
     assert!(r.header("location").is_some_and(|l| l.ends_with("/docs/")));
@@ -532,4 +640,26 @@ async fn access_log_lines_are_written_with_the_format() {
     assert_eq!(lines[1], r#"{"uri":"/j","note":"q\"uote"}"#);
     drop(g);
     let _ = std::fs::remove_dir_all(dir);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn keepalive_requests_closes_the_connection_after_the_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let g = start("events {} http { keepalive_requests 2; server { listen 127.0.0.1:0; return 200 \"ok\"; } }").await;
+    let mut s = tokio::net::TcpStream::connect(g.addr())
+        .await
+        .expect("connect");
+    s.write_all(b"GET /1 HTTP/1.1\r\nHost: t\r\n\r\nGET /2 HTTP/1.1\r\nHost: t\r\n\r\nGET /3 HTTP/1.1\r\nHost: t\r\n\r\n").await.expect("write");
+    let mut all = String::new();
+    let read = tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        s.read_to_string(&mut all),
+    )
+    .await;
+    assert!(read.is_ok(), "the connection must be closed by the server");
+    assert_eq!(all.matches("HTTP/1.1 200").count(), 2, "{all}");
+    assert!(
+        all.to_ascii_lowercase().contains("connection: close"),
+        "{all}"
+    );
 }

@@ -117,10 +117,8 @@ fn http(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String>
     Ok(())
 }
 
-/// Where the pid file goes without a `pid` directive: `logs/raftgate.pid` next to the
-/// configuration, as nginx uses `logs/nginx.pid` under its prefix.
-pub fn default_pid_path(conf: &std::path::Path) -> PathBuf {
-    conf.parent()
-        .unwrap_or(std::path::Path::new("."))
-        .join("logs/raftgate.pid")
+/// Where the pid file goes without a `pid` directive: `logs/raftgate.pid` under the
+/// prefix (the configuration's directory, or `-p`), as nginx uses `logs/nginx.pid`.
+pub fn default_pid_path(prefix: &std::path::Path) -> PathBuf {
+    prefix.join("logs/raftgate.pid")
 }

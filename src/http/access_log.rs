@@ -118,6 +118,19 @@ impl LogFile {
         }
     }
 
+    /// Reopens the file by name (after log rotation moved the old one away).
+    pub fn reopen(&self) {
+        self.flush();
+        match std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&self.path)
+        {
+            Ok(f) => *self.file.lock().unwrap_or_else(|e| e.into_inner()) = f,
+            Err(e) => crate::log_error!("reopen() \"{}\" failed: {e}", self.path.display()),
+        }
+    }
+
     pub fn flush(&self) {
         let pending = {
             let mut buf = self.buf.lock().unwrap_or_else(|e| e.into_inner());
@@ -158,6 +171,17 @@ fn register(lf: &Arc<LogFile>) {
             crate::log_error!("cannot start the access log writer: {e}");
         }
     });
+}
+
+/// Reopens every access log (SIGUSR1, `raftgate -s reopen`).
+pub fn reopen_all() {
+    let files: Vec<Arc<LogFile>> = {
+        let list = FILES.lock().unwrap_or_else(|e| e.into_inner());
+        list.iter().filter_map(Weak::upgrade).collect()
+    };
+    for f in files {
+        f.reopen();
+    }
 }
 
 /// Writes every pending line now (the flusher does this periodically; shutdown and

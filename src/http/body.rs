@@ -132,6 +132,8 @@ pub struct ReqBody {
     pub too_large: Arc<AtomicBool>,
     /// Set when the client's body stream failed (client abort, not upstream fault).
     pub client_failed: Arc<AtomicBool>,
+    /// Notified when the whole body has been handed to the upstream connection.
+    pub sent: Arc<tokio::sync::Notify>,
 }
 
 impl ReqBody {
@@ -142,6 +144,7 @@ impl ReqBody {
             seen: 0,
             too_large: Arc::default(),
             client_failed: Arc::default(),
+            sent: Arc::default(),
         }
     }
 
@@ -173,13 +176,19 @@ impl Body for ReqBody {
                         ))));
                     }
                 }
+                if this.inner.as_ref().is_none_or(|b| b.is_end_stream()) {
+                    this.sent.notify_one();
+                }
                 Poll::Ready(Some(Ok(f)))
             }
             Poll::Ready(Some(Err(e))) => {
                 this.client_failed.store(true, Ordering::Relaxed);
                 Poll::Ready(Some(Err(io::Error::other(e))))
             }
-            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Ready(None) => {
+                this.sent.notify_one();
+                Poll::Ready(None)
+            }
             Poll::Pending => Poll::Pending,
         }
     }

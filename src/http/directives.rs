@@ -49,10 +49,10 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "proxy_buffering", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_buffering) },
     // Accepted so that real nginx files load: the kernel-level tuning they ask for is
     // either what raftgate does anyway (TCP_NODELAY) or has no equivalent here.
-    Spec { name: "sendfile", contexts: HTTP_ANY | LIF, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
-    Spec { name: "tcp_nopush", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
-    Spec { name: "tcp_nodelay", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
-    Spec { name: "server_tokens", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Ignore },
+    Spec { name: "sendfile", contexts: HTTP_ANY | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(flag_accepted) },
+    Spec { name: "tcp_nopush", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(flag_accepted) },
+    Spec { name: "tcp_nodelay", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(flag_accepted) },
+    Spec { name: "server_tokens", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(server_tokens) },
 ];
 
 fn server(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -117,7 +117,7 @@ fn listen(_: &mut Cx, s: &mut ServerBuild, d: &Directive) -> Result<(), String> 
 fn server_name(cx: &mut Cx, s: &mut ServerBuild, d: &Directive) -> Result<(), String> {
     for w in &d.args {
         if w.value.starts_with('~') {
-            cx.regex(&w.value[1..], false)?;
+            cx.regex(&w.value[1..], true)?;
         } else if w.value.contains('*') && !(w.value.starts_with("*.") || w.value.ends_with(".*")) {
             return Err(format!("invalid server name or wildcard \"{}\"", w.value));
         }
@@ -242,6 +242,12 @@ fn index(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
         if w.value.is_empty() {
             return Err("index \"\" in \"index\" directive is invalid".into());
         }
+        if w.value.contains('$') {
+            return Err(format!(
+                "variables in \"index\" are not supported: \"{}\"",
+                w.value
+            ));
+        }
         list.push(w.value.clone());
     }
     Ok(())
@@ -319,6 +325,9 @@ fn access_log(cx: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String>
         } else if w.value.contains('=') {
             return Err(format!("invalid parameter \"{}\"", w.value));
         }
+    }
+    if d.arg(0).starts_with("syslog:") {
+        return Err("logging to syslog is not supported; use a file".into());
     }
     let path = cx.path(d.arg(0));
     let file = match cx.log_files.get(&path) {
@@ -416,6 +425,20 @@ fn keepalive_timeout(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), S
     Ok(())
 }
 
+/// A flag accepted for compatibility (`sendfile`, `tcp_nopush`, `tcp_nodelay`): its value
+/// must still be `on` or `off`.
+fn flag_accepted(_: &mut Cx, _: &mut LocConf, d: &Directive) -> Result<(), String> {
+    parse_flag(d.arg(0)).map(|_| ())
+}
+
+fn server_tokens(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
+    l.server_tokens = Some(match d.arg(0) {
+        "build" => true,
+        v => parse_flag(v)?,
+    });
+    Ok(())
+}
+
 fn keepalive_requests(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
     l.keepalive_requests = Some(
         d.arg(0)
@@ -434,7 +457,10 @@ fn types(_: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String>
     let mut pairs = Vec::new();
     for e in d.block.as_deref().unwrap_or_default() {
         if e.block.is_some() || e.args.is_empty() {
-            return Err(format!("{}: invalid types entry \"{}\"", e.at(), e.name));
+            return Err(format!(
+                "invalid types entry \"{}\" at line {}",
+                e.name, e.line
+            ));
         }
         for ext in &e.args {
             pairs.push((e.name.clone(), ext.value.clone()));

@@ -87,6 +87,8 @@ pub struct LocConf {
     /// What produces the response here; inherited only into `if` blocks.
     pub content: Option<Content>,
     pub status_zone: Option<String>,
+    /// `server_tokens`: whether `Server` carries the version.
+    pub server_tokens: Option<bool>,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -154,6 +156,7 @@ impl LocConf {
         inherit!(proxy.next_upstream_tries);
         inherit!(proxy.buffering);
         inherit!(status_zone);
+        inherit!(server_tokens);
         if inherit_content {
             inherit!(content);
         }

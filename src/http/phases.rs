@@ -78,17 +78,14 @@ pub async fn handle(
     };
     let normalized = normalize_uri(raw_path);
     let lg = &http.listens[group];
-    let host = parts
-        .uri
-        .host()
-        .map(|h| h.to_ascii_lowercase())
-        .or_else(|| {
-            parts
-                .headers
-                .get(header::HOST)
-                .and_then(|v| v.to_str().ok())
-                .map(|h| super::req::strip_port(h).to_ascii_lowercase())
-        });
+    let parts_host = parts.uri.host().map(|h| h.to_ascii_lowercase());
+    let host = parts_host.clone().or_else(|| {
+        parts
+            .headers
+            .get(header::HOST)
+            .and_then(|v| v.to_str().ok())
+            .map(|h| super::req::strip_port(h).to_ascii_lowercase())
+    });
     let (server_idx, caps) = host
         .as_deref()
         .and_then(|h| lg.names.find(h))
@@ -114,6 +111,7 @@ pub async fn handle(
         server.name.clone(),
     );
     req.request_length = request_length;
+    req.request_host = parts_host;
     if let Some(c) = caps {
         req.set_captures(c);
     }
@@ -194,6 +192,9 @@ fn finish_log(conf: &LocConf, mut req: Req, sent: u64) {
 /// straight to a named location (from `error_page ... @name`).
 async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) -> Outcome {
     let mut named = named;
+    // A location's `rewrite ... last` goes back to location matching only; internal
+    // redirects (index, error_page) start again from the server's rewrites (nginx).
+    let mut skip_server_rewrite = false;
     loop {
         if p.cycles > MAX_CYCLES {
             crate::log_error!(
@@ -208,6 +209,10 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
         }
         let loc = match named.take() {
             Some(l) => Some(l),
+            None if skip_server_rewrite => {
+                skip_server_rewrite = false;
+                find_location(p, req)
+            }
             None => {
                 p.conf = p.server.conf.clone();
                 match rewrite::run(&p.server.script, req, &mut p.conf) {
@@ -218,12 +223,7 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                     // `last` in server context acts as `break` (nginx).
                     Flow::Last => p.uri_changed = true,
                 }
-                p.server.locations.find(&req.uri).map(|f| {
-                    if let Some(c) = f.captures {
-                        req.set_captures(c);
-                    }
-                    f.loc
-                })
+                find_location(p, req)
             }
         };
         p.loc = loc.clone();
@@ -235,6 +235,7 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                     Flow::Last | Flow::Done { uri_changed: true } => {
                         p.uri_changed = true;
                         p.cycles += 1;
+                        skip_server_rewrite = true;
                         continue;
                     }
                     Flow::Break { uri_changed } => p.uri_changed |= uri_changed,
@@ -299,6 +300,18 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
     }
 }
 
+fn find_location(p: &mut Pass<'_>, req: &mut Req) -> Option<Arc<Location>> {
+    let Some(found) = p.server.locations.find(&req.uri) else {
+        req.loc_conf = Some(p.server.conf.clone());
+        return None;
+    };
+    if let Some(c) = found.captures {
+        req.set_captures(c);
+    }
+    req.loc_conf = Some(found.loc.conf.clone());
+    Some(found.loc)
+}
+
 fn respond(status: u16, text: Option<String>) -> Outcome {
     if status == 444 {
         Outcome::Close
@@ -351,16 +364,53 @@ async fn static_content(p: &mut Pass<'_>, req: &mut Req) -> Result<StaticStep, F
         .map_err(|e| Fail::internal(format!("static file error: {e}")))?;
     let o = match outcome {
         StaticOutcome::File {
-            file,
+            mut file,
             len,
             content_type,
             last_modified,
             etag,
         } => {
-            let mut r = Response::new(RespBody::stream(FileBody::new(file, len)));
+            let range = if req.method == http::Method::GET
+                && if_range_matches(&req.headers, &etag, last_modified)
+            {
+                req.headers
+                    .get(header::RANGE)
+                    .and_then(|v| v.to_str().ok())
+                    .map(|v| parse_range(v, len))
+            } else {
+                None
+            };
+            let (status, start, count) = match range {
+                None | Some(ByteRange::Ignore) => (StatusCode::OK, 0, len),
+                Some(ByteRange::Part(a, b)) => (StatusCode::PARTIAL_CONTENT, a, b - a + 1),
+                Some(ByteRange::Unsatisfiable) => {
+                    let mut r = status_response(&p.conf, req, 416, None);
+                    put(
+                        r.headers_mut(),
+                        header::CONTENT_RANGE,
+                        &format!("bytes */{len}"),
+                    );
+                    return Ok(StaticStep::Done(Outcome::Response(r)));
+                }
+            };
+            if start > 0 {
+                use tokio::io::AsyncSeekExt;
+                file.seek(std::io::SeekFrom::Start(start))
+                    .await
+                    .map_err(|e| Fail::internal(format!("seek failed: {e}")))?;
+            }
+            let mut r = Response::new(RespBody::stream(FileBody::new(file, count)));
+            *r.status_mut() = status;
             let h = r.headers_mut();
             put(h, header::CONTENT_TYPE, &content_type);
-            put(h, header::CONTENT_LENGTH, &len.to_string());
+            put(h, header::CONTENT_LENGTH, &count.to_string());
+            if status == StatusCode::PARTIAL_CONTENT {
+                put(
+                    h,
+                    header::CONTENT_RANGE,
+                    &format!("bytes {}-{}/{len}", start, start + count - 1),
+                );
+            }
             put(
                 h,
                 header::LAST_MODIFIED,
@@ -405,6 +455,53 @@ async fn static_content(p: &mut Pass<'_>, req: &mut Req) -> Result<StaticStep, F
     Ok(StaticStep::Done(o))
 }
 
+/// One `Range: bytes=...` request, as nginx's range filter reads it. Several ranges
+/// are answered with the whole file (nginx would send multipart/byteranges).
+#[derive(Debug, PartialEq, Eq)]
+enum ByteRange {
+    Ignore,
+    Part(u64, u64),
+    Unsatisfiable,
+}
+
+fn parse_range(v: &str, len: u64) -> ByteRange {
+    let Some(spec) = v.trim().strip_prefix("bytes=") else {
+        return ByteRange::Ignore;
+    };
+    if spec.contains(',') {
+        return ByteRange::Ignore;
+    }
+    let Some((a, b)) = spec.trim().split_once('-') else {
+        return ByteRange::Ignore;
+    };
+    let num = |s: &str| s.trim().parse::<u64>().ok();
+    match (a.trim().is_empty(), num(a), num(b)) {
+        // bytes=-N: the last N bytes
+        (true, _, Some(n)) if n > 0 && len > 0 => ByteRange::Part(len.saturating_sub(n), len - 1),
+        (true, _, _) => ByteRange::Unsatisfiable,
+        (false, Some(start), end) if b.trim().is_empty() || end.is_some() => {
+            if start >= len {
+                return ByteRange::Unsatisfiable;
+            }
+            let end = end.map(|e| e.min(len - 1)).unwrap_or(len - 1);
+            if end < start {
+                return ByteRange::Ignore;
+            }
+            ByteRange::Part(start, end)
+        }
+        _ => ByteRange::Ignore,
+    }
+}
+
+/// `If-Range`: serve a part only if the validator still matches.
+fn if_range_matches(h: &http::HeaderMap, etag: &str, mtime: std::time::SystemTime) -> bool {
+    match h.get(header::IF_RANGE).and_then(|v| v.to_str().ok()) {
+        None => true,
+        Some(v) if v.starts_with('"') => v == etag,
+        Some(v) => httpdate::parse_http_date(v).ok() == Some(mtime),
+    }
+}
+
 fn put(h: &mut http::HeaderMap, name: header::HeaderName, v: &str) {
     if let Ok(v) = HeaderValue::from_str(v) {
         h.insert(name, v);
@@ -415,6 +512,10 @@ fn put(h: &mut http::HeaderMap, name: header::HeaderName, v: &str) {
 /// produced itself; responses from upstreams pass through untouched.
 async fn error_pages(p: &mut Pass<'_>, req: &mut Req, outcome: Outcome) -> Outcome {
     let code = match &outcome {
+        // `return CODE "text"` sends its text; only bare codes and redirects are replaced.
+        Outcome::Status(c, Some(_)) if !matches!(*c, 301 | 302 | 303 | 307 | 308) => {
+            return outcome
+        }
         Outcome::Status(c, _) if *c >= 300 => *c,
         Outcome::Fail(f) if f.kind != Kind::ClientAbort => f.status(),
         _ => return outcome,
@@ -552,8 +653,13 @@ fn absolute_location(req: &Req, loc: &str) -> String {
 
 /// `Server`, and `add_header` for the statuses nginx adds them to (any with `always`).
 fn header_filter(conf: &LocConf, req: &mut Req, resp: &mut Response<RespBody>) {
+    let server = if conf.server_tokens.unwrap_or(true) {
+        SERVER_HEADER
+    } else {
+        "raftgate"
+    };
     resp.headers_mut()
-        .insert(header::SERVER, HeaderValue::from_static(SERVER_HEADER));
+        .insert(header::SERVER, HeaderValue::from_static(server));
     let Some(list) = conf.add_headers.as_deref() else {
         return;
     };
@@ -636,7 +742,20 @@ pub fn normalize_uri(raw: &str) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::normalize_uri;
+    use super::{normalize_uri, parse_range, ByteRange};
+
+    #[test]
+    fn byte_ranges() {
+        assert_eq!(parse_range("bytes=0-9", 100), ByteRange::Part(0, 9));
+        assert_eq!(parse_range("bytes=90-", 100), ByteRange::Part(90, 99));
+        assert_eq!(parse_range("bytes=-10", 100), ByteRange::Part(90, 99));
+        assert_eq!(parse_range("bytes=50-500", 100), ByteRange::Part(50, 99));
+        assert_eq!(parse_range("bytes=100-", 100), ByteRange::Unsatisfiable);
+        assert_eq!(parse_range("bytes=0-1,5-6", 100), ByteRange::Ignore);
+        assert_eq!(parse_range("items=0-1", 100), ByteRange::Ignore);
+        assert_eq!(parse_range("bytes=9-2", 100), ByteRange::Ignore);
+        assert_eq!(parse_range("bytes=x-2", 100), ByteRange::Ignore);
+    }
 
     #[test]
     fn uri_normalisation() {

@@ -356,6 +356,17 @@ pub async fn forward(
         let Some(this_body) = body.take() else { break };
         let too_large = this_body.too_large.clone();
         let client_failed = this_body.client_failed.clone();
+        let body_sent = this_body.sent.clone();
+        // HTTP/1.0 has no chunked encoding: a body of unknown length goes as HTTP/1.1
+        // (nginx buffers it to learn the length instead).
+        let version = if version == Version::HTTP_10
+            && has_body
+            && !headers.contains_key(header::CONTENT_LENGTH)
+        {
+            Version::HTTP_11
+        } else {
+            version
+        };
         let mut rb = Request::builder()
             .method(req.method.clone())
             .uri(uri.as_str())
@@ -371,7 +382,18 @@ pub async fn forward(
             .body(this_body)
             .map_err(|e| Fail::internal(format!("bad upstream request: {e}")))?;
         guard.peer().count_request();
-        let result = tokio::time::timeout(read_timeout, sender.send_request(upstream_req)).await;
+        // proxy_read_timeout runs from the end of the request body (the send side has
+        // proxy_send_timeout), so a slow upload is not a read timeout.
+        let send = sender.send_request(upstream_req);
+        let result = if has_body {
+            tokio::pin!(send);
+            tokio::select! {
+                r = &mut send => Ok(r),
+                _ = body_sent.notified() => tokio::time::timeout(read_timeout, send).await,
+            }
+        } else {
+            tokio::time::timeout(read_timeout, send).await
+        };
         let resp = match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
@@ -450,7 +472,15 @@ pub async fn forward(
         } else {
             None
         };
-        let body = UpstreamBody::new(incoming, read_timeout, conn, Some(guard));
+        let ended = Arc::new(std::sync::atomic::AtomicU64::new(0));
+        req.upstream.body_end = Some(ended.clone());
+        let body = UpstreamBody::new(
+            incoming,
+            read_timeout,
+            conn,
+            Some(guard),
+            Some((ended, started)),
+        );
         let mut out = Response::from_parts(parts, RespBody::stream(body));
         *out.version_mut() = Version::HTTP_11;
         return Ok(out);
@@ -474,9 +504,12 @@ fn dynamic_group(_http: &HttpConf, host: &str) -> Result<Arc<Upstream>, Fail> {
     } else {
         format!("{host}:80")
     };
-    let addr: std::net::SocketAddr = with_port
-        .parse()
-        .map_err(|_| Fail::internal(format!("no resolver defined to resolve {host}")))?;
+    let addr: std::net::SocketAddr = with_port.parse().map_err(|_| {
+        Fail::upstream(
+            Kind::UpstreamError,
+            format!("no resolver defined to resolve {host}"),
+        )
+    })?;
     let conf = crate::upstream::conf::UpstreamConf {
         name: host.to_string(),
         servers: vec![crate::upstream::conf::ServerConf::new(

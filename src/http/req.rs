@@ -32,6 +32,9 @@ pub struct Attempt {
 #[derive(Debug, Default)]
 pub struct UpstreamInfo {
     pub attempts: Vec<Attempt>,
+    /// Microseconds from the last attempt's start to the end of its response body, set
+    /// by the body when it ends (0 until then).
+    pub body_end: Option<Arc<std::sync::atomic::AtomicU64>>,
     /// Kept only when the configuration reads `$upstream_http_*`/`$upstream_cookie_*`.
     pub headers: Option<HeaderMap>,
 }
@@ -67,8 +70,14 @@ pub struct Req {
     /// `$proxy_host`/`$proxy_port` of the current `proxy_pass`.
     pub proxy_host: Option<String>,
     pub proxy_port: Option<u16>,
-    /// Set by `root` for `$document_root`/`$request_filename`.
+    /// Set when static content is served; otherwise `$document_root` is computed from
+    /// `loc_conf`.
     pub document_root: Option<String>,
+    /// The configuration of the location the request is in.
+    pub loc_conf: Option<Arc<super::LocConf>>,
+    /// The host of an absolute-form request line (`GET http://h/ HTTP/1.1`), which
+    /// takes precedence over `Host` as in nginx.
+    pub request_host: Option<String>,
 }
 
 impl Req {
@@ -110,6 +119,8 @@ impl Req {
             proxy_host: None,
             proxy_port: None,
             document_root: None,
+            loc_conf: None,
+            request_host: None,
         }
     }
 
@@ -167,6 +178,9 @@ impl Req {
     /// The `Host` the request names: request line authority, then `Host` header,
     /// lowercased and without port; `None` when neither is present.
     pub fn host_header(&self) -> Option<String> {
+        if let Some(h) = &self.request_host {
+            return Some(h.clone());
+        }
         let raw = self
             .headers
             .get(http::header::HOST)

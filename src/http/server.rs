@@ -91,12 +91,16 @@ async fn serve_conn(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    // `keepalive_timeout 0` turns keep-alive off; a request header must still arrive
+    // within nginx's `client_header_timeout` default of 60s.
     builder
         .timer(TokioTimer::new())
-        .keep_alive(!keepalive.is_zero());
-    if !keepalive.is_zero() {
-        builder.header_read_timeout(keepalive);
-    }
+        .keep_alive(!keepalive.is_zero())
+        .header_read_timeout(if keepalive.is_zero() {
+            Duration::from_secs(60)
+        } else {
+            keepalive
+        });
     let conn_fut = builder.serve_connection(TokioIo::new(stream), svc);
     tokio::pin!(conn_fut);
     let mut stop = rt.stop.subscribe();

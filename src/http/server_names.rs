@@ -25,7 +25,7 @@ impl ServerNames {
     /// warns "conflicting server name" and ignores the later one).
     pub fn add(&mut self, name: &str, idx: usize) -> Result<(), String> {
         if let Some(re) = name.strip_prefix('~') {
-            let rx = crate::config::regex(re, false)?;
+            let rx = crate::config::regex(re, true)?;
             self.regex.push((rx, idx));
             return Ok(());
         }

@@ -239,6 +239,9 @@ pub struct UpstreamBody {
     conn: Option<(Arc<Pool>, SocketAddr, Sender, u64)>,
     guard: Option<PeerGuard>,
     received: u64,
+    /// Where to record the time from the attempt's start to the body's end
+    /// (`$upstream_response_time`), in microseconds.
+    timing: Option<(Arc<std::sync::atomic::AtomicU64>, Instant)>,
 }
 
 impl UpstreamBody {
@@ -247,6 +250,7 @@ impl UpstreamBody {
         read_timeout: Duration,
         conn: Option<(Arc<Pool>, SocketAddr, Sender, u64)>,
         guard: Option<PeerGuard>,
+        timing: Option<(Arc<std::sync::atomic::AtomicU64>, Instant)>,
     ) -> Self {
         UpstreamBody {
             inner,
@@ -255,10 +259,17 @@ impl UpstreamBody {
             conn,
             guard,
             received: 0,
+            timing,
         }
     }
 
     fn finish(&mut self) {
+        if let Some((cell, started)) = self.timing.take() {
+            cell.store(
+                started.elapsed().as_micros() as u64,
+                std::sync::atomic::Ordering::Relaxed,
+            );
+        }
         if let Some((pool, addr, sender, uses)) = self.conn.take() {
             pool.put(addr, sender, uses);
         }

@@ -9,232 +9,62 @@ use super::{Getter, PrefixGetter, Setter, VarKind};
 use crate::http::req::Req;
 
 /// `(name, getter, cacheable, setter)`. Non-cacheable ones change during a request.
+#[rustfmt::skip]
 const BUILTINS: &[(&str, Getter, bool, Option<Setter>)] = &[
-    (
-        "remote_addr",
-        |r| Some(r.conn.remote.ip().to_string()),
-        true,
-        None,
-    ),
-    (
-        "remote_port",
-        |r| Some(r.conn.remote.port().to_string()),
-        true,
-        None,
-    ),
+    ("remote_addr", |r| Some(r.conn.remote.ip().to_string()), true, None),
+    ("remote_port", |r| Some(r.conn.remote.port().to_string()), true, None),
     ("binary_remote_addr", binary_remote_addr, true, None),
-    (
-        "server_addr",
-        |r| Some(r.conn.local.ip().to_string()),
-        true,
-        None,
-    ),
-    (
-        "server_port",
-        |r| Some(r.conn.local.port().to_string()),
-        true,
-        None,
-    ),
-    (
-        "server_name",
-        |r| Some(r.server_name.to_string()),
-        true,
-        None,
-    ),
+    ("server_addr", |r| Some(r.conn.local.ip().to_string()), true, None),
+    ("server_port", |r| Some(r.conn.local.port().to_string()), true, None),
+    ("server_name", |r| Some(r.server_name.to_string()), true, None),
     ("server_protocol", server_protocol, true, None),
     ("scheme", |r| Some(r.conn.scheme.to_string()), true, None),
-    (
-        "https",
-        |r| Some(if r.conn.scheme == "https" { "on" } else { "" }.to_string()),
-        true,
-        None,
-    ),
+    ("https", |r| Some(if r.conn.scheme == "https" { "on" } else { "" }.to_string()), true, None),
     ("host", host, true, None),
     ("remote_user", remote_user, true, None),
     ("hostname", |_| Some(hostname()), true, None),
-    (
-        "request_method",
-        |r| Some(r.method.as_str().to_string()),
-        false,
-        None,
-    ),
+    ("request_method", |r| Some(r.method.as_str().to_string()), false, None),
     ("request_uri", |r| Some(r.request_uri.clone()), true, None),
     ("request", request_line, true, None),
     ("uri", |r| Some(r.uri.clone()), false, None),
     ("document_uri", |r| Some(r.uri.clone()), false, None),
-    (
-        "args",
-        |r| Some(r.args.clone().unwrap_or_default()),
-        false,
-        Some(set_args),
-    ),
-    (
-        "query_string",
-        |r| Some(r.args.clone().unwrap_or_default()),
-        false,
-        Some(set_args),
-    ),
-    (
-        "is_args",
-        |r| {
-            Some(
-                if r.args.as_deref().is_some_and(|a| !a.is_empty()) {
-                    "?"
-                } else {
-                    ""
-                }
-                .to_string(),
-            )
-        },
-        false,
-        None,
-    ),
-    (
-        "content_type",
-        |r| header_value(&r.headers, CONTENT_TYPE.as_str()),
-        true,
-        None,
-    ),
-    (
-        "content_length",
-        |r| header_value(&r.headers, CONTENT_LENGTH.as_str()),
-        true,
-        None,
-    ),
+    ("args", |r| Some(r.args.clone().unwrap_or_default()), false, Some(set_args)),
+    ("query_string", |r| Some(r.args.clone().unwrap_or_default()), false, Some(set_args)),
+    ("is_args", |r| { Some( if r.args.as_deref().is_some_and(|a| !a.is_empty()) { "?" } else { "" } .to_string()) }, false, None),
+    ("content_type", |r| header_value(&r.headers, CONTENT_TYPE.as_str()), true, None),
+    ("content_length", |r| header_value(&r.headers, CONTENT_LENGTH.as_str()), true, None),
     ("request_id", request_id, true, None),
-    (
-        "request_length",
-        |r| Some(r.request_length.to_string()),
-        false,
-        None,
-    ),
-    (
-        "request_time",
-        |r| Some(format!("{:.3}", r.start.elapsed().as_secs_f64())),
-        false,
-        None,
-    ),
+    ("request_length", |r| Some(r.request_length.to_string()), false, None),
+    ("request_time", |r| Some(format!("{:.3}", r.start.elapsed().as_secs_f64())), false, None),
     ("status", |r| Some(format!("{:03}", r.status)), false, None),
-    (
-        "body_bytes_sent",
-        |r| Some(r.body_bytes_sent.to_string()),
-        false,
-        None,
-    ),
-    (
-        "bytes_sent",
-        |r| Some(r.bytes_sent.to_string()),
-        false,
-        None,
-    ),
-    (
-        "connection",
-        |r| Some(r.conn.serial.to_string()),
-        true,
-        None,
-    ),
-    (
-        "connection_requests",
-        |r| Some(r.conn_requests.to_string()),
-        true,
-        None,
-    ),
-    (
-        "time_local",
-        |_| {
-            Some(
-                chrono::Local::now()
-                    .format("%d/%b/%Y:%H:%M:%S %z")
-                    .to_string(),
-            )
-        },
-        false,
-        None,
-    ),
-    (
-        "time_iso8601",
-        |_| {
-            Some(
-                chrono::Local::now()
-                    .format("%Y-%m-%dT%H:%M:%S%:z")
-                    .to_string(),
-            )
-        },
-        false,
-        None,
-    ),
+    ("body_bytes_sent", |r| Some(r.body_bytes_sent.to_string()), false, None),
+    ("bytes_sent", |r| Some(r.bytes_sent.to_string()), false, None),
+    ("connection", |r| Some(r.conn.serial.to_string()), true, None),
+    ("connection_requests", |r| Some(r.conn_requests.to_string()), true, None),
+    ("time_local", |_| { Some( chrono::Local::now() .format("%d/%b/%Y:%H:%M:%S %z") .to_string()) }, false, None),
+    ("time_iso8601", |_| { Some( chrono::Local::now() .format("%Y-%m-%dT%H:%M:%S%:z") .to_string()) }, false, None),
     ("msec", |_| Some(msec(SystemTime::now())), false, None),
-    (
-        "upstream_addr",
-        |r| attempts(r, |a| a.addr.to_string()),
-        false,
-        None,
-    ),
-    (
-        "upstream_status",
-        |r| attempts(r, |a| a.status.to_string()),
-        false,
-        None,
-    ),
-    (
-        "upstream_response_time",
-        |r| attempts(r, |a| format!("{:.3}", a.time.as_secs_f64())),
-        false,
-        None,
-    ),
+    ("upstream_addr", |r| attempts(r, |a| a.addr.to_string()), false, None),
+    ("upstream_status", |r| attempts(r, |a| a.status.to_string()), false, None),
+    ("upstream_response_time", upstream_response_time, false, None),
+    ("upstream_header_time", |r| attempts(r, |a| format!("{:.3}", a.time.as_secs_f64())), false, None),
     ("proxy_host", |r| r.proxy_host.clone(), false, None),
-    (
-        "proxy_port",
-        |r| r.proxy_port.map(|p| p.to_string()),
-        false,
-        None,
-    ),
-    (
-        "proxy_add_x_forwarded_for",
-        proxy_add_x_forwarded_for,
-        true,
-        None,
-    ),
-    ("document_root", |r| r.document_root.clone(), false, None),
-    (
-        "request_filename",
-        |r| r.document_root.as_ref().map(|d| format!("{d}{}", r.uri)),
-        false,
-        None,
-    ),
-    (
-        "nginx_version",
-        |_| Some(env!("CARGO_PKG_VERSION").to_string()),
-        true,
-        None,
-    ),
-    (
-        "raftgate_version",
-        |_| Some(env!("CARGO_PKG_VERSION").to_string()),
-        true,
-        None,
-    ),
+    ("proxy_port", |r| r.proxy_port.map(|p| p.to_string()), false, None),
+    ("proxy_add_x_forwarded_for", proxy_add_x_forwarded_for, true, None),
+    ("document_root", document_root, false, None),
+    ("request_filename", |r| document_root(r).map(|d| format!("{d}{}", r.uri)), false, None),
+    ("nginx_version", |_| Some(env!("CARGO_PKG_VERSION").to_string()), true, None),
+    ("raftgate_version", |_| Some(env!("CARGO_PKG_VERSION").to_string()), true, None),
     ("pid", |_| Some(std::process::id().to_string()), true, None),
 ];
 
+#[rustfmt::skip]
 const PREFIXES: &[(&str, PrefixGetter, bool)] = &[
-    (
-        "http_",
-        |r, name| header_value(&r.headers, &name.replace('_', "-")),
-        true,
-    ),
+    ("http_", |r, name| header_value(&r.headers, &name.replace('_', "-")), true),
     ("arg_", |r, name| arg(r.args.as_deref()?, name), false),
     ("cookie_", |r, name| cookie(&r.headers, name), true),
-    (
-        "upstream_http_",
-        |r, name| header_value(r.upstream.headers.as_ref()?, &name.replace('_', "-")),
-        false,
-    ),
-    (
-        "upstream_cookie_",
-        |r, name| upstream_cookie(r.upstream.headers.as_ref()?, name),
-        false,
-    ),
+    ("upstream_http_", |r, name| header_value(r.upstream.headers.as_ref()?, &name.replace('_', "-")), false),
+    ("upstream_cookie_", |r, name| upstream_cookie(r.upstream.headers.as_ref()?, name), false),
 ];
 
 /// The built-in that answers `name`, if any.
@@ -259,6 +89,15 @@ pub fn builtin(name: &str) -> Option<VarKind> {
 /// Whether a variable name reads upstream response headers, so the proxy knows to keep them.
 pub fn reads_upstream_headers(name: &str) -> bool {
     name.starts_with("upstream_http_") || name.starts_with("upstream_cookie_")
+}
+
+/// The `root` of the current location (or the one static content used).
+fn document_root(r: &mut Req) -> Option<String> {
+    if let Some(d) = &r.document_root {
+        return Some(d.clone());
+    }
+    let conf = r.loc_conf.clone()?;
+    Some(conf.root.as_ref().map(|t| t.eval(r)).unwrap_or_default())
 }
 
 fn set_args(r: &mut Req, v: String) {
@@ -377,7 +216,28 @@ pub fn msec(t: SystemTime) -> String {
 }
 
 /// `$upstream_*`: one value per attempt, joined with ", " as nginx does.
-fn attempts(r: &mut Req, f: impl Fn(&crate::http::req::Attempt) -> String) -> Option<String> {
+/// Full response time of each attempt: the last one's runs to the end of its body.
+fn upstream_response_time(r: &mut Req) -> Option<String> {
+    let end = r
+        .upstream
+        .body_end
+        .as_ref()
+        .map(|c| c.load(std::sync::atomic::Ordering::Relaxed))
+        .unwrap_or(0);
+    let n = r.upstream.attempts.len();
+    let mut i = 0;
+    attempts(r, |a| {
+        i += 1;
+        let t = if i == n && end > 0 {
+            std::time::Duration::from_micros(end)
+        } else {
+            a.time
+        };
+        format!("{:.3}", t.as_secs_f64())
+    })
+}
+
+fn attempts(r: &mut Req, f: impl FnMut(&crate::http::req::Attempt) -> String) -> Option<String> {
     if r.upstream.attempts.is_empty() {
         return None;
     }

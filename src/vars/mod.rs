@@ -234,8 +234,13 @@ impl Template {
                 i += 1;
             }
             let start = i;
-            while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+            if !braced && b.get(i).is_some_and(u8::is_ascii_digit) {
+                // `$1` takes one digit: `$10` is capture 1 then "0", as in nginx.
                 i += 1;
+            } else {
+                while i < b.len() && (b[i].is_ascii_alphanumeric() || b[i] == b'_') {
+                    i += 1;
+                }
             }
             let name = &text[start..i];
             if braced {
