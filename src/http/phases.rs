@@ -281,7 +281,9 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                     uri_changed: p.uri_changed,
                 };
                 let conf = p.conf.clone();
-                return match proxy::forward(&pp, p.http, &conf, req, p.body.take(), at).await {
+                return // Boxed: the proxy future is large, and moving it with every
+                // request's state would cost more than one allocation.
+                match Box::pin(proxy::forward(&pp, p.http, &conf, req, p.body.take(), at)).await {
                     Ok(r) => Outcome::Response(r),
                     Err(f) => Outcome::Fail(f),
                 };

@@ -91,6 +91,7 @@ async fn serve_conn(
         }
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
+    builder.writev(false);
     // `keepalive_timeout 0` turns keep-alive off; a request header must still arrive
     // within nginx's `client_header_timeout` default of 60s.
     builder

@@ -125,6 +125,7 @@ pub async fn connect(
     let _ = stream.set_nodelay(true);
     let io = TokioIo::new(WriteTimeout::new(stream, send_timeout));
     let (sender, conn) = hyper::client::conn::http1::Builder::new()
+        .writev(false)
         .handshake(io)
         .await
         .map_err(|e| {
