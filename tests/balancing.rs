@@ -301,3 +301,28 @@ async fn futures_statuses(a: std::net::SocketAddr, path: &str, n: usize) -> Vec<
     }
     v
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_upload_gets_408_not_502() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let b = backend("b", Behave::Echo).await;
+    let conf = format!(
+        "events {{}} http {{ upstream u {{ server {}; }}
+         server {{ listen 127.0.0.1:0; client_body_timeout 300ms; location / {{ proxy_pass http://u; }} }} }}",
+        b.addr
+    );
+    let g = start(&conf).await;
+    let mut s = tokio::net::TcpStream::connect(g.addr())
+        .await
+        .expect("connect");
+    s.write_all(b"POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nabc")
+        .await
+        .expect("write");
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(Duration::from_secs(5), s.read(&mut buf))
+        .await
+        .expect("answered in time")
+        .expect("read");
+    let head = String::from_utf8_lossy(&buf[..n]);
+    assert!(head.starts_with("HTTP/1.1 408"), "{head}");
+}

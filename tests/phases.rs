@@ -295,6 +295,7 @@ async fn server_selection_by_name_and_default_server() {
     let a = g.addr();
     assert_eq!(get_host(a, "/", "first.test").await.body, "first");
     assert_eq!(get_host(a, "/", "FIRST.test:8080").await.body, "first");
+    assert_eq!(get_host(a, "/", "first.test.").await.body, "first");
     assert_eq!(get_host(a, "/", "x.wild.test").await.body, "wild");
     assert_eq!(get_host(a, "/", "unknown.test").await.body, "default");
     assert_eq!(get_host(a, "/", "shop.apps.test").await.body, "app-shop");
@@ -470,6 +471,15 @@ async fn static_files_index_types_and_conditional_get() {
         (200, "read me"),
         "If-Range with an old validator gets the whole file"
     );
+    let r = send(
+        a,
+        Request::head("/docs/readme.txt")
+            .header("range", "bytes=0-1")
+            .body(Bytes::new())
+            .expect("req"),
+    )
+    .await;
+    assert_eq!((r.status, r.header("content-length")), (206, Some("2")));
     let r = get(a, "/docs").await;
     assert_eq!(r.status, 301);
     assert!(r.header("location").is_some_and(|l| l.ends_with("/docs/")));

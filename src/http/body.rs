@@ -2,17 +2,19 @@
 //! what the upstream (or a file) sends goes to the client the same way, so memory per
 //! request stays bounded whatever the size.
 
+use std::future::Future;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
+use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::combinators::BoxBody;
 use hyper::body::Incoming;
 use tokio::io::{AsyncRead, ReadBuf};
+use tokio::time::Sleep;
 
 /// Called once when a response body ends: bytes of body sent, and whether it completed.
 pub type Finish = Box<dyn FnOnce(u64, bool) + Send>;
@@ -123,33 +125,60 @@ impl Body for RespBody {
     }
 }
 
-/// The client's request body on its way upstream, cut off at `client_max_body_size`.
+/// Why a client's request body stopped before its end, when it did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BodyFault {
+    /// Larger than `client_max_body_size`: 413.
+    TooLarge,
+    /// The client sent nothing for `client_body_timeout`: 408.
+    Timeout,
+    /// The client's stream broke: a client abort, not an upstream fault.
+    Broken,
+}
+
+/// The client's request body on its way upstream, cut off at `client_max_body_size`
+/// and `client_body_timeout`.
 pub struct ReqBody {
     inner: Option<Incoming>,
     limit: u64,
     seen: u64,
-    /// Set when the limit was crossed, so the proxy answers 413 rather than 502.
-    pub too_large: Arc<AtomicBool>,
-    /// Set when the client's body stream failed (client abort, not upstream fault).
-    pub client_failed: Arc<AtomicBool>,
+    timeout: Duration,
+    sleep: Option<Pin<Box<Sleep>>>,
+    /// Set when the body stopped early, so the proxy answers for the client's fault
+    /// (413/408/499) rather than blaming the upstream with a 502.
+    pub fault: Arc<Mutex<Option<BodyFault>>>,
     /// Notified when the whole body has been handed to the upstream connection.
     pub sent: Arc<tokio::sync::Notify>,
 }
 
 impl ReqBody {
-    pub fn new(inner: Option<Incoming>, limit: u64) -> Self {
+    pub fn new(inner: Option<Incoming>, limit: u64, timeout: Duration) -> Self {
         ReqBody {
             inner,
             limit,
             seen: 0,
-            too_large: Arc::default(),
-            client_failed: Arc::default(),
+            timeout,
+            sleep: None,
+            fault: Arc::default(),
             sent: Arc::default(),
         }
     }
 
     pub fn empty() -> Self {
-        Self::new(None, 0)
+        Self::new(None, 0, Duration::ZERO)
+    }
+
+    pub fn fault(&self) -> Option<BodyFault> {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn fail(
+        &mut self,
+        f: BodyFault,
+        msg: &'static str,
+    ) -> Poll<Option<Result<Frame<Bytes>, io::Error>>> {
+        *self.fault.lock().unwrap_or_else(|e| e.into_inner()) = Some(f);
+        Poll::Ready(Some(Err(io::Error::other(msg))))
     }
 }
 
@@ -167,13 +196,14 @@ impl Body for ReqBody {
         };
         match Pin::new(inner).poll_frame(cx) {
             Poll::Ready(Some(Ok(f))) => {
+                this.sleep = None;
                 if let Some(d) = f.data_ref() {
                     this.seen += d.len() as u64;
                     if this.limit > 0 && this.seen > this.limit {
-                        this.too_large.store(true, Ordering::Relaxed);
-                        return Poll::Ready(Some(Err(io::Error::other(
+                        return this.fail(
+                            BodyFault::TooLarge,
                             "client intended to send too large body",
-                        ))));
+                        );
                     }
                 }
                 if this.inner.as_ref().is_none_or(|b| b.is_end_stream()) {
@@ -181,15 +211,29 @@ impl Body for ReqBody {
                 }
                 Poll::Ready(Some(Ok(f)))
             }
-            Poll::Ready(Some(Err(e))) => {
-                this.client_failed.store(true, Ordering::Relaxed);
-                Poll::Ready(Some(Err(io::Error::other(e))))
+            Poll::Ready(Some(Err(_))) => {
+                this.fail(BodyFault::Broken, "client closed the request body")
             }
             Poll::Ready(None) => {
                 this.sent.notify_one();
                 Poll::Ready(None)
             }
-            Poll::Pending => Poll::Pending,
+            Poll::Pending => {
+                if this.timeout.is_zero() {
+                    return Poll::Pending;
+                }
+                let limit = this.timeout;
+                let sleep = this
+                    .sleep
+                    .get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+                if sleep.as_mut().poll(cx).is_ready() {
+                    return this.fail(
+                        BodyFault::Timeout,
+                        "client timed out sending the request body",
+                    );
+                }
+                Poll::Pending
+            }
         }
     }
 
@@ -209,7 +253,6 @@ impl Body for ReqBody {
 pub struct FileBody {
     file: tokio::fs::File,
     remaining: u64,
-    buf: BytesMut,
 }
 
 const FILE_CHUNK: usize = 64 * 1024;
@@ -219,7 +262,6 @@ impl FileBody {
         FileBody {
             file,
             remaining: len,
-            buf: BytesMut::new(),
         }
     }
 }
@@ -237,10 +279,6 @@ impl Body for FileBody {
             return Poll::Ready(None);
         }
         let want = (this.remaining as usize).min(FILE_CHUNK);
-        if this.buf.capacity() < want {
-            this.buf.reserve(want);
-        }
-        // SAFETY-free: read into the spare capacity through ReadBuf on an initialised vec.
         let mut chunk = vec![0u8; want];
         let mut rb = ReadBuf::new(&mut chunk);
         match Pin::new(&mut this.file).poll_read(cx, &mut rb) {

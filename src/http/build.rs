@@ -120,10 +120,17 @@ type ListenMember = (usize, bool, Option<i32>, bool, String);
 
 pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
     let HttpBuild {
-        loc: http_loc,
+        loc: mut http_loc,
         servers,
         upstreams,
     } = build;
+    if http_loc.root.is_none() {
+        // nginx's default `root html` under the prefix, made explicit so `$document_root`
+        // and static files agree.
+        http_loc.root = Some(crate::vars::Template::literal(
+            &cx.path("html").display().to_string(),
+        ));
+    }
 
     let mut groups: HashMap<String, Arc<Upstream>> = HashMap::new();
     for ub in upstreams {
@@ -289,7 +296,6 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .any(crate::vars::http::reads_upstream_headers);
     Some(HttpConf {
         pools,
-        default_root: cx.path("html").display().to_string(),
         servers: out_servers.into_iter().map(|(s, _)| Arc::new(s)).collect(),
         listens,
         upstreams: groups,

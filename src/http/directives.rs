@@ -32,6 +32,7 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "log_format", contexts: HTTP, args: Args::AtLeast(2), block: false, handler: Handler::Http(log_format) },
     Spec { name: "error_page", contexts: HTTP_ANY | LIF, args: Args::AtLeast(2), block: false, handler: Handler::Level(error_page) },
     Spec { name: "client_max_body_size", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(client_max_body_size) },
+    Spec { name: "client_body_timeout", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(client_body_timeout) },
     Spec { name: "keepalive_timeout", contexts: HTTP_ANY, args: Args::Between(1, 2), block: false, handler: Handler::Level(keepalive_timeout) },
     Spec { name: "keepalive_requests", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(keepalive_requests) },
     Spec { name: "default_type", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(default_type) },
@@ -345,7 +346,7 @@ fn access_log(cx: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String>
 
 fn log_format(cx: &mut Cx, _: &mut HttpBuild, d: &Directive) -> Result<(), String> {
     let name = d.arg(0).to_string();
-    if cx.log_formats.contains_key(&name) {
+    if cx.log_formats.contains_key(&name) || name == "combined" {
         return Err(format!("duplicate \"log_format\" name \"{name}\""));
     }
     let mut rest = &d.args[1..];
@@ -409,6 +410,11 @@ fn error_page(cx: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String>
         overwrite,
         target,
     });
+    Ok(())
+}
+
+fn client_body_timeout(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
+    l.client_body_timeout = Some(parse_time(d.arg(0))?);
     Ok(())
 }
 

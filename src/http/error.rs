@@ -20,6 +20,8 @@ pub enum Kind {
     BodyTooLarge,
     /// The client went away or sent a broken body.
     ClientAbort,
+    /// The client stopped sending its body for `client_body_timeout`.
+    ClientTimeout,
     /// Could not connect, or the connection broke before a complete response header.
     UpstreamError,
     /// connect/read/send timeout.
@@ -63,6 +65,7 @@ impl Fail {
         match self.kind {
             Kind::BadRequest => 400,
             Kind::BodyTooLarge => 413,
+            Kind::ClientTimeout => 408,
             // nginx logs 499 for a client that closed the connection; nothing is sent.
             Kind::ClientAbort => 499,
             Kind::UpstreamError | Kind::UpstreamInvalid | Kind::NoLiveUpstreams => 502,

@@ -43,8 +43,6 @@ pub struct HttpConf {
     pub keep_upstream_headers: bool,
     /// Idle connections of the groups that have `keepalive`.
     pub pools: HashMap<String, Arc<upconn::Pool>>,
-    /// Where `root` points when no level sets it (`html` under the prefix, as nginx).
-    pub default_root: String,
 }
 
 #[derive(Debug, Clone)]
@@ -79,6 +77,7 @@ pub struct LocConf {
     pub access_log: Option<Vec<LogTarget>>,
     pub error_pages: Option<Vec<ErrorPage>>,
     pub client_max_body_size: Option<u64>,
+    pub client_body_timeout: Option<Duration>,
     pub keepalive_timeout: Option<Duration>,
     pub keepalive_requests: Option<u64>,
     pub default_type: Option<String>,
@@ -143,6 +142,7 @@ impl LocConf {
         inherit!(access_log);
         inherit!(error_pages);
         inherit!(client_max_body_size);
+        inherit!(client_body_timeout);
         inherit!(keepalive_timeout);
         inherit!(keepalive_requests);
         inherit!(default_type);

@@ -111,6 +111,7 @@ pub async fn handle(
         server.name.clone(),
     );
     req.request_length = request_length;
+    req.loc_conf = Some(server.conf.clone());
     req.request_host = parts_host;
     if let Some(c) = caps {
         req.set_captures(c);
@@ -196,6 +197,8 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
     // redirects (index, error_page) start again from the server's rewrites (nginx).
     let mut skip_server_rewrite = false;
     loop {
+        // A new pass (rewrite or internal redirect) has not served static content yet.
+        req.document_root = None;
         if p.cycles > MAX_CYCLES {
             crate::log_error!(
                 "rewrite or internal redirection cycle while processing \"{}\"",
@@ -230,7 +233,10 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
         match &loc {
             Some(l) => {
                 p.conf = l.conf.clone();
-                match rewrite::run(&l.script, req, &mut p.conf) {
+                let flow = rewrite::run(&l.script, req, &mut p.conf);
+                // An `if` that matched may have switched the configuration (its `root`).
+                req.loc_conf = Some(p.conf.clone());
+                match flow {
                     Flow::Respond { status, text } => return respond(status, text),
                     Flow::Last | Flow::Done { uri_changed: true } => {
                         p.uri_changed = true;
@@ -335,7 +341,7 @@ fn default_types() -> &'static Arc<MimeTypes> {
 async fn static_content(p: &mut Pass<'_>, req: &mut Req) -> Result<StaticStep, Fail> {
     let root = match &p.conf.root {
         Some(t) => t.eval(req),
-        None => p.http.default_root.clone(),
+        None => String::new(),
     };
     req.document_root = Some(root.clone());
     let default_index = [String::from("index.html")];
@@ -372,7 +378,7 @@ async fn static_content(p: &mut Pass<'_>, req: &mut Req) -> Result<StaticStep, F
             last_modified,
             etag,
         } => {
-            let range = if req.method == http::Method::GET
+            let range = if matches!(req.method, http::Method::GET | http::Method::HEAD)
                 && if_range_matches(&req.headers, &etag, last_modified)
             {
                 req.headers

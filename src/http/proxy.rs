@@ -1,7 +1,6 @@
 //! `proxy_pass`: the request line and headers nginx would send, server selection with
 //! `proxy_next_upstream` retries and passive health, and the response streamed back.
 
-use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -9,7 +8,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Request, Response, Version};
 use hyper::body::Incoming;
 
-use super::body::{ReqBody, RespBody};
+use super::body::{BodyFault, ReqBody, RespBody};
 use super::error::{Fail, Kind, Side};
 use super::req::Req;
 use super::upconn::{self, Pool, UpstreamBody};
@@ -289,7 +288,11 @@ pub async fn forward(
         .as_ref()
         .is_some_and(|b| !http_body::Body::is_end_stream(b));
     let limit = conf.max_body();
-    let mut body = Some(ReqBody::new(body, limit));
+    let mut body = Some(ReqBody::new(
+        body,
+        limit,
+        conf.client_body_timeout.unwrap_or(DEFAULT_TIMEOUT),
+    ));
 
     let hash_key = match &group.conf().method {
         Balance::Hash { key, .. } => Some(key.eval(req)),
@@ -354,8 +357,7 @@ pub async fn forward(
             }
         };
         let Some(this_body) = body.take() else { break };
-        let too_large = this_body.too_large.clone();
-        let client_failed = this_body.client_failed.clone();
+        let body_fault = this_body.fault.clone();
         let body_sent = this_body.sent.clone();
         // HTTP/1.0 has no chunked encoding: a body of unknown length goes as HTTP/1.1
         // (nginx buffers it to learn the length instead).
@@ -397,19 +399,30 @@ pub async fn forward(
         let resp = match result {
             Ok(Ok(r)) => Ok(r),
             Ok(Err(e)) => {
-                if too_large.load(Ordering::Relaxed) {
-                    return Err(Fail::new(
-                        Side::Client,
-                        Kind::BodyTooLarge,
-                        "client intended to send too large body",
-                    ));
-                }
-                if client_failed.load(Ordering::Relaxed) {
-                    return Err(Fail::new(
-                        Side::Client,
-                        Kind::ClientAbort,
-                        "client closed the request body",
-                    ));
+                let fault = *body_fault.lock().unwrap_or_else(|e| e.into_inner());
+                match fault {
+                    Some(BodyFault::TooLarge) => {
+                        return Err(Fail::new(
+                            Side::Client,
+                            Kind::BodyTooLarge,
+                            "client intended to send too large body",
+                        ))
+                    }
+                    Some(BodyFault::Timeout) => {
+                        return Err(Fail::new(
+                            Side::Client,
+                            Kind::ClientTimeout,
+                            "client timed out sending the request body",
+                        ))
+                    }
+                    Some(BodyFault::Broken) => {
+                        return Err(Fail::new(
+                            Side::Client,
+                            Kind::ClientAbort,
+                            "client closed the request body",
+                        ))
+                    }
+                    None => {}
                 }
                 let kind = if e.is_parse() {
                     Kind::UpstreamInvalid

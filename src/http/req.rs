@@ -185,7 +185,8 @@ impl Req {
             .headers
             .get(http::header::HOST)
             .and_then(|v| v.to_str().ok())?;
-        Some(strip_port(raw).to_ascii_lowercase())
+        let host = strip_port(raw);
+        Some(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase())
     }
 
     /// Records a regex match: `$0..$9` for the templates that follow it, and named

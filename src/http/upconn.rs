@@ -86,6 +86,11 @@ impl Pool {
             uses,
         };
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        // Close what timed out or was closed by the server while it waited.
+        let timeout = self.conf.timeout;
+        if let Some(list) = idle.get_mut(&addr) {
+            list.retain(|i| !i.sender.is_closed() && i.since.elapsed() < timeout);
+        }
         let total: usize = idle.values().map(Vec::len).sum();
         if total >= self.conf.idle {
             // nginx closes the least recently used connection; drop the oldest of this
