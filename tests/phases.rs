@@ -315,25 +315,6 @@ async fn access_rules_error_pages_and_add_header() {
                 root {root};
                 error_page 404 /404.html;
                 error_page 500 502 =200 @fallback;
-                location = /404.html {{ internal_marker_is_not_needed_here; }}
-            }}
-        }}"#,
-        root = dir.display()
-    );
-    // An unknown directive is reported, not ignored.
-    assert!(load_errors(&conf)
-        .iter()
-        .any(|e| e.contains("unknown directive \"internal_marker_is_not_needed_here\"")));
-    let conf = format!(
-        r#"
-        events {{}}
-        http {{
-            add_header X-Http http-level;
-            server {{
-                listen 127.0.0.1:0;
-                root {root};
-                error_page 404 /404.html;
-                error_page 500 502 =200 @fallback;
                 location /private/ {{ deny 127.0.0.1; allow all; }}
                 location /open/ {{ allow 127.0.0.0/8; deny all; return 200 "open"; }}
                 location /h {{

@@ -26,6 +26,18 @@ pub type PrefixGetter = fn(&mut Req, &str) -> Option<String>;
 /// A writer for the few built-ins that `set` may change (`$args`).
 pub type Setter = fn(&mut Req, String);
 
+/// A source of built-in variables: given a name, the kind that computes it, if the
+/// source knows the name. Modules add their families (`$jwt_claim_*`, ...) as a line in
+/// [`PROVIDERS`], the way directives are rows in the directive table.
+pub type Provider = fn(&str) -> Option<VarKind>;
+
+/// Every source of built-in variables, asked in order.
+pub static PROVIDERS: &[Provider] = &[http::builtin];
+
+fn provided(name: &str) -> Option<VarKind> {
+    PROVIDERS.iter().find_map(|p| p(name))
+}
+
 /// A variable computed by a module from the request (map, keyval, claims, js_set).
 pub trait DynVar: Send + Sync + fmt::Debug {
     fn get(&self, req: &mut Req) -> Option<String>;
@@ -83,7 +95,7 @@ impl Registry {
         if let Some(id) = self.by_name.get(name) {
             return *id;
         }
-        let kind = http::builtin(name);
+        let kind = provided(name);
         let pending = kind.is_none();
         let id = self.push(name, kind.unwrap_or(VarKind::Set));
         if pending {
@@ -104,7 +116,7 @@ impl Registry {
                 _ => Err(format!("the \"{name}\" variable cannot be set")),
             };
         }
-        if let Some(kind) = http::builtin(name) {
+        if let Some(kind) = provided(name) {
             let writable = matches!(kind, VarKind::Builtin { set: Some(_), .. });
             let id = self.push(name, kind);
             return if writable {
@@ -126,7 +138,7 @@ impl Registry {
             }
             return Err(format!("the duplicate \"{name}\" variable"));
         }
-        if http::builtin(name).is_some() {
+        if provided(name).is_some() {
             return Err(format!("the duplicate \"{name}\" variable"));
         }
         Ok(self.push(name, VarKind::Dyn(var)))
