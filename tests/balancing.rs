@@ -326,3 +326,35 @@ async fn a_stalled_upload_gets_408_not_502() {
     let head = String::from_utf8_lossy(&buf[..n]);
     assert!(head.starts_with("HTTP/1.1 408"), "{head}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn upstream_keepalive_reuses_connections_and_plain_proxying_does_not() {
+    let pooled = backend("pooled", Behave::Echo).await;
+    let plain = backend("plain", Behave::Echo).await;
+    let conf = format!(
+        "events {{}} http {{
+           upstream kept {{ server {}; keepalive 4; }}
+           upstream fresh {{ server {}; }}
+           server {{ listen 127.0.0.1:0;
+             location /kept {{ proxy_pass http://kept; proxy_http_version 1.1; proxy_set_header Connection \"\"; }}
+             location /fresh {{ proxy_pass http://fresh; }}
+           }} }}",
+        pooled.addr, plain.addr
+    );
+    let g = start(&conf).await;
+    for i in 0..20 {
+        assert_eq!(get(g.addr(), &format!("/kept/{i}")).await.status, 200);
+        assert_eq!(get(g.addr(), &format!("/fresh/{i}")).await.status, 200);
+    }
+    assert_eq!(pooled.hits(), 20);
+    assert_eq!(
+        pooled.conns.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "sequential requests share one kept-alive connection"
+    );
+    assert_eq!(
+        plain.conns.load(std::sync::atomic::Ordering::SeqCst),
+        20,
+        "without keepalive nginx opens one connection per request (HTTP/1.0, Connection: close)"
+    );
+}

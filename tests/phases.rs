@@ -654,3 +654,18 @@ async fn keepalive_requests_closes_the_connection_after_the_limit() {
         "{all}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn variables_are_computed_once_per_request() {
+    let g = start("events {} http { server { listen 127.0.0.1:0; add_header X-Id $request_id; return 200 \"$request_id\"; } }").await;
+    let a = g.addr();
+    let r1 = get(a, "/").await;
+    let r2 = get(a, "/").await;
+    assert_eq!(
+        r1.header("x-id"),
+        Some(r1.body.as_str()),
+        "one value per request, wherever it is used"
+    );
+    assert_eq!(r1.body.len(), 32);
+    assert_ne!(r1.body, r2.body, "a new value for each request");
+}

@@ -223,6 +223,7 @@ fn blocking_get(addr: SocketAddr, path: &str) -> Result<String, String> {
 fn reload_conf(port: u16, pid: &Path, b1: SocketAddr, b2: SocketAddr, tag: &str) -> String {
     format!(
         r#"pid {pid};
+error_log {log};
 events {{}}
 http {{
     upstream u {{ server {b1}; server {b2}; keepalive 8; }}
@@ -238,7 +239,8 @@ http {{
     }}
 }}
 "#,
-        pid = pid.display()
+        pid = pid.display(),
+        log = pid.with_file_name("error.log").display()
     )
 }
 
@@ -304,6 +306,13 @@ fn reload_under_load_fails_no_request_and_bad_config_keeps_the_old_one() {
         c.join().expect("client");
     }
     assert_eq!(blocking_get(addr, "/tag").as_deref(), Ok("gen5"));
+    let log = std::fs::read_to_string(dir.join("error.log")).expect("error log");
+    let conf_name = dir.join("raftgate.conf").display().to_string();
+    assert!(
+        log.contains(&format!("{conf_name}:2: unknown directive \"bogus\"")),
+        "the refused reload's errors are in the error log:\n{log}"
+    );
+    assert!(log.contains("reload refused"), "{log}");
     let served = ok.load(Ordering::Relaxed);
     eprintln!("{served} requests served across 5 reloads and 1 refused reload");
     assert!(served > 200, "only {served} requests under load");
@@ -542,4 +551,91 @@ async fn big_backend() -> SocketAddr {
         }
     });
     addr
+}
+
+#[test]
+fn stop_signal_exits_fast_and_removes_the_pid_file() {
+    let dir = temp_dir("stop");
+    let port = free_port();
+    let conf = format!(
+        "events {{}}\nhttp {{ server {{ listen 127.0.0.1:{port}; return 200 \"up\"; }} }}\n"
+    );
+    let mut p = Proc::start(&dir, &conf);
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    wait_http(addr, "/", "up");
+    // Without a `pid` directive the pid file is logs/raftgate.pid under the prefix.
+    let pid = dir.join("logs/raftgate.pid");
+    assert!(pid.exists(), "default pid file");
+    p.signal("stop");
+    assert!(p.wait_exit(Duration::from_secs(5)), "did not exit on stop");
+    assert!(!pid.exists());
+    assert!(
+        TcpStream::connect(addr).is_err(),
+        "still listening after stop"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
+
+#[test]
+fn dev_mode_balances_over_its_demo_backends_and_stops_on_ctrl_c() {
+    use std::io::BufRead;
+    let dir = temp_dir("dev");
+    let mut child = Command::new(BIN)
+        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+        .arg(&dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("spawn dev");
+    let stdout = child.stdout.take().expect("stdout");
+    let mut url = None;
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("line");
+        if let Some(rest) = line.trim().strip_prefix("proxy:") {
+            url = rest.split_whitespace().next().map(String::from);
+        }
+        if line.contains("Ctrl-C") {
+            break;
+        }
+    }
+    let url = url.expect("dev mode prints its proxy URL");
+    let addr: SocketAddr = url
+        .trim_start_matches("http://")
+        .trim_end_matches('/')
+        .parse()
+        .expect("addr");
+    let mut seen = std::collections::BTreeSet::new();
+    for _ in 0..3 {
+        let body = blocking_get(addr, "/hello").expect("proxied");
+        seen.insert(body.split_whitespace().next().unwrap_or("").to_string());
+    }
+    assert_eq!(
+        seen.len(),
+        3,
+        "round robin over three demo backends: {seen:?}"
+    );
+    assert_eq!(blocking_get(addr, "/healthz").as_deref(), Ok("ok\n"));
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child with a valid signal.
+    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let t = Instant::now();
+    let mut exited = false;
+    while t.elapsed() < Duration::from_secs(5) {
+        if let Ok(Some(_)) = child.try_wait() {
+            exited = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    if !exited {
+        let _ = child.kill();
+    }
+    assert!(exited, "dev mode did not stop on Ctrl-C");
+    let log = std::fs::read_to_string(dir.join("logs/access.log")).expect("access log");
+    assert!(
+        log.lines().filter(|l| l.contains("GET /hello")).count() == 3,
+        "{log}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
 }

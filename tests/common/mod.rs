@@ -95,6 +95,8 @@ pub enum Behave {
 pub struct Backend {
     pub addr: SocketAddr,
     pub hits: Arc<AtomicUsize>,
+    /// Connections accepted, to see upstream keep-alive at work.
+    pub conns: Arc<AtomicUsize>,
     pub name: String,
     task: tokio::task::JoinHandle<()>,
 }
@@ -119,13 +121,16 @@ pub async fn backend_on(addr: &str, name: &str, behave: Behave) -> Backend {
     let listener = TcpListener::bind(addr).await.expect("bind backend");
     let addr = listener.local_addr().expect("addr");
     let hits = Arc::new(AtomicUsize::new(0));
+    let conns = Arc::new(AtomicUsize::new(0));
     let h = hits.clone();
+    let c = conns.clone();
     let n = name.to_string();
     let task = tokio::spawn(async move {
         loop {
             let Ok((stream, _)) = listener.accept().await else {
                 continue;
             };
+            c.fetch_add(1, Ordering::SeqCst);
             if let Behave::Close = behave {
                 h.fetch_add(1, Ordering::SeqCst);
                 drop(stream);
@@ -172,6 +177,7 @@ pub async fn backend_on(addr: &str, name: &str, behave: Behave) -> Backend {
     Backend {
         addr,
         hits,
+        conns,
         name: name.to_string(),
         task,
     }
