@@ -580,14 +580,17 @@ fn stop_signal_exits_fast_and_removes_the_pid_file() {
 fn dev_mode_balances_over_its_demo_backends_and_stops_on_ctrl_c() {
     use std::io::BufRead;
     let dir = temp_dir("dev");
-    let mut child = Command::new(BIN)
-        .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(&dir)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("spawn dev");
-    let stdout = child.stdout.take().expect("stdout");
+    let mut proc = Proc {
+        child: Command::new(BIN)
+            .args(["dev", "--listen", "127.0.0.1:0", "--data-dir"])
+            .arg(&dir)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn dev"),
+        dir: dir.clone(),
+    };
+    let stdout = proc.child.stdout.take().expect("stdout");
     let mut url = None;
     for line in std::io::BufReader::new(stdout).lines() {
         let line = line.expect("line");
@@ -617,21 +620,12 @@ fn dev_mode_balances_over_its_demo_backends_and_stops_on_ctrl_c() {
     assert_eq!(blocking_get(addr, "/healthz").as_deref(), Ok("ok\n"));
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child with a valid signal.
-    let rc = unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let rc = unsafe { libc::kill(proc.child.id() as i32, libc::SIGINT) };
     assert_eq!(rc, 0);
-    let t = Instant::now();
-    let mut exited = false;
-    while t.elapsed() < Duration::from_secs(5) {
-        if let Ok(Some(_)) = child.try_wait() {
-            exited = true;
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(20));
-    }
-    if !exited {
-        let _ = child.kill();
-    }
-    assert!(exited, "dev mode did not stop on Ctrl-C");
+    assert!(
+        proc.wait_exit(Duration::from_secs(5)),
+        "dev mode did not stop on Ctrl-C"
+    );
     let log = std::fs::read_to_string(dir.join("logs/access.log")).expect("access log");
     assert!(
         log.lines().filter(|l| l.contains("GET /hello")).count() == 3,
