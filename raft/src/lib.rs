@@ -1,10 +1,23 @@
 //! raftgate's replicated domain state.
 //!
-//! This crate will hold the pure reducer (`apply(index, command)`), the openraft type
-//! configuration and the gRPC network between nodes (see DESIGN.md §1 and §3). Until the
-//! replicated state lands, it only names the identifiers that the proxy already shares
-//! with it, so that the dependency direction `raftgate → raftgate-raft` is fixed from the
-//! start.
+//! The domain state is a pure reducer (`State::apply(index, entry)`): the commands of the
+//! replicated log, their outcomes, and the state every node derives from them (see
+//! DESIGN.md §3). The openraft type configuration and the gRPC network between nodes will
+//! sit beside it; nothing here does I/O or is async.
+
+pub mod command;
+pub mod outcome;
+pub mod state;
+
+pub use command::{
+    Command, Entry, KeyType, Kind, Ref, Request, ServerChanges, ServerKey, ServerSpec, UpstreamRef,
+    ZoneRef,
+};
+pub use outcome::{
+    Applied, ExpiredCounts, HttpOnlyField, ImmutableField, KeyvalFormat, Origin, Rejected,
+    ServerView,
+};
+pub use state::{normalize_address, SnapshotError, State, ZoneUsage};
 
 /// A node's identity in the cluster. `raftgate dev` and a config without a `cluster`
 /// block run as node 1 of a single-node cluster.
