@@ -2,12 +2,13 @@
 //!
 //! The domain state is a pure reducer (`State::apply(index, entry)`): the commands of the
 //! replicated log, their outcomes, and the state every node derives from them (see
-//! DESIGN.md §3). The openraft type configuration and the gRPC network between nodes will
-//! sit beside it; nothing here does I/O or is async.
+//! DESIGN.md §3), and the openraft type configuration (`types`) that storage and the
+//! network are written against. The reducer does no I/O and is not async.
 
 pub mod command;
 pub mod outcome;
 pub mod state;
+pub mod types;
 
 pub use command::{
     Command, Entry, KeyType, Kind, Ref, Request, ServerChanges, ServerKey, ServerSpec, UpstreamRef,
