@@ -6,6 +6,7 @@
 //! network are written against. The reducer does no I/O and is not async.
 
 pub mod command;
+pub mod network;
 pub mod outcome;
 pub mod state;
 pub mod types;

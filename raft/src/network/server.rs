@@ -1,0 +1,262 @@
+//! The server side of the Raft port: a tonic service wrapping the node's `Raft`, and the
+//! leader-side logic of forwarding and read index, public so a node that is itself the
+//! leader can run the same code (and get the same error taxonomy) without a round trip.
+
+use std::io::Cursor;
+use std::time::Duration;
+
+use openraft::error::{CheckIsLeaderError, ClientWriteError, RaftError};
+use openraft::raft::{AppendEntriesRequest, VoteRequest};
+use openraft::{BasicNode, Snapshot, SnapshotMeta};
+use tokio::net::TcpListener;
+use tonic::transport::server::TcpIncoming;
+use tonic::{Request, Response as GrpcResponse, Status, Streaming};
+
+use super::error::{ForwardError, ReadIndexError};
+use super::proto::raft_node_server::{RaftNode, RaftNodeServer};
+use super::proto::{
+    forward_reply, read_index_reply, snapshot_chunk, Committed, ForwardReply, ForwardRequest,
+    NotLeader, Payload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
+};
+use super::{decode, encode, NetworkConfig};
+use crate::types::{LogId, Raft, Response, TypeConfig, Vote};
+use crate::{Entry, NodeId};
+
+/// The Raft port's gRPC service for one node.
+pub struct RaftService {
+    raft: Raft,
+    config: NetworkConfig,
+}
+
+/// The service with default deadlines and limits.
+pub fn service(raft: Raft) -> RaftNodeServer<RaftService> {
+    service_with(raft, NetworkConfig::default())
+}
+
+/// The service with `config`'s commit and read-index deadlines and message limits.
+pub fn service_with(raft: Raft, config: NetworkConfig) -> RaftNodeServer<RaftService> {
+    let max = config.max_message_bytes;
+    RaftNodeServer::new(RaftService { raft, config })
+        .max_decoding_message_size(max)
+        .max_encoding_message_size(max)
+}
+
+/// Serves `service` on `listener` until `shutdown` resolves, then closes every
+/// connection (so peers see the node go away rather than a half-open listener).
+pub async fn serve(
+    listener: TcpListener,
+    service: RaftNodeServer<RaftService>,
+    shutdown: impl std::future::Future<Output = ()> + Send,
+) -> Result<(), tonic::transport::Error> {
+    tonic::transport::Server::builder()
+        .add_service(service)
+        .serve_with_incoming_shutdown(
+            TcpIncoming::from(listener).with_nodelay(Some(true)),
+            shutdown,
+        )
+        .await
+}
+
+fn invalid(what: &str, e: impl std::fmt::Display) -> Status {
+    Status::invalid_argument(format!("{what}: {e}"))
+}
+
+fn reply<T: serde::Serialize>(value: &T) -> Result<GrpcResponse<Payload>, Status> {
+    encode(value)
+        .map(|data| GrpcResponse::new(Payload { data }))
+        .map_err(|e| Status::internal(format!("encoding the reply: {e}")))
+}
+
+fn not_leader_reply(leader: Option<NodeId>, node: Option<BasicNode>) -> NotLeader {
+    NotLeader {
+        leader_id: leader,
+        leader_addr: node.map(|n| n.addr).unwrap_or_default(),
+    }
+}
+
+#[tonic::async_trait]
+impl RaftNode for RaftService {
+    async fn append_entries(
+        &self,
+        request: Request<Payload>,
+    ) -> Result<GrpcResponse<Payload>, Status> {
+        let rpc: AppendEntriesRequest<TypeConfig> =
+            decode(&request.into_inner().data).map_err(|e| invalid("append entries", e))?;
+        reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn vote(&self, request: Request<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let rpc: VoteRequest<NodeId> =
+            decode(&request.into_inner().data).map_err(|e| invalid("vote", e))?;
+        reply(&self.raft.vote(rpc).await)
+    }
+
+    /// Buffers the streamed snapshot (bounded by `max_snapshot_bytes`) and installs it
+    /// whole; openraft checks the vote and ignores a snapshot older than its state.
+    async fn install_snapshot(
+        &self,
+        request: Request<Streaming<SnapshotChunk>>,
+    ) -> Result<GrpcResponse<Payload>, Status> {
+        let mut stream = request.into_inner();
+        let header = match stream.message().await?.and_then(|c| c.part) {
+            Some(snapshot_chunk::Part::Header(h)) => h,
+            _ => {
+                return Err(Status::invalid_argument(
+                    "snapshot stream must start with a header",
+                ))
+            }
+        };
+        let (vote, meta): (Vote, SnapshotMeta<NodeId, BasicNode>) =
+            decode(&header).map_err(|e| invalid("snapshot header", e))?;
+        let mut data = Vec::new();
+        while let Some(chunk) = stream.message().await? {
+            match chunk.part {
+                Some(snapshot_chunk::Part::Data(d)) => {
+                    if (data.len() + d.len()) as u64 > self.config.max_snapshot_bytes {
+                        return Err(Status::resource_exhausted(format!(
+                            "snapshot larger than {} bytes",
+                            self.config.max_snapshot_bytes
+                        )));
+                    }
+                    data.extend_from_slice(&d);
+                }
+                _ => return Err(Status::invalid_argument("a second snapshot header")),
+            }
+        }
+        let snapshot = Snapshot {
+            meta,
+            snapshot: Box::new(Cursor::new(data)),
+        };
+        reply(&self.raft.install_full_snapshot(vote, snapshot).await)
+    }
+
+    async fn forward(
+        &self,
+        request: Request<ForwardRequest>,
+    ) -> Result<GrpcResponse<ForwardReply>, Status> {
+        let entry: Entry =
+            decode(&request.into_inner().entry).map_err(|e| invalid("forwarded entry", e))?;
+        let outcome = match propose(&self.raft, entry, self.config.commit_timeout).await {
+            Ok((response, log_id)) => {
+                let committed = encode(&response).and_then(|r| Ok((r, encode(&log_id)?)));
+                match committed {
+                    Ok((response, log_id)) => {
+                        forward_reply::Outcome::Committed(Committed { response, log_id })
+                    }
+                    Err(e) => forward_reply::Outcome::Unknown(format!(
+                        "committed at {log_id}, but encoding the answer failed: {e}"
+                    )),
+                }
+            }
+            Err(ForwardError::NoLeader) => {
+                forward_reply::Outcome::NotLeader(not_leader_reply(None, None))
+            }
+            Err(ForwardError::NotLeader { leader, addr }) => {
+                forward_reply::Outcome::NotLeader(NotLeader {
+                    leader_id: leader,
+                    leader_addr: addr.unwrap_or_default(),
+                })
+            }
+            Err(ForwardError::Unknown { reason }) => forward_reply::Outcome::Unknown(reason),
+            Err(e @ (ForwardError::Refused { .. } | ForwardError::Unreachable { .. })) => {
+                forward_reply::Outcome::NotProposed(e.to_string())
+            }
+        };
+        Ok(GrpcResponse::new(ForwardReply {
+            outcome: Some(outcome),
+        }))
+    }
+
+    async fn read_index(
+        &self,
+        _request: Request<ReadIndexRequest>,
+    ) -> Result<GrpcResponse<ReadIndexReply>, Status> {
+        let outcome = match confirm_read_index(&self.raft, self.config.read_index_timeout).await {
+            Ok(index) => read_index_reply::Outcome::Index(index),
+            Err(ReadIndexError::NotLeader { leader, addr }) => {
+                read_index_reply::Outcome::NotLeader(NotLeader {
+                    leader_id: leader,
+                    leader_addr: addr.unwrap_or_default(),
+                })
+            }
+            Err(ReadIndexError::NoLeader) => {
+                read_index_reply::Outcome::NotLeader(not_leader_reply(None, None))
+            }
+            Err(e) => read_index_reply::Outcome::Unavailable(e.to_string()),
+        };
+        Ok(GrpcResponse::new(ReadIndexReply {
+            outcome: Some(outcome),
+        }))
+    }
+}
+
+/// Proposes `entry` on this node and waits up to `commit_timeout` for it to commit and
+/// apply. What the forward RPC runs on the leader; a node that is the leader calls it
+/// directly.
+///
+/// Errors follow [`ForwardError`]: `NotLeader` / `Refused` when nothing entered the log
+/// (or the entry was truncated away, which only happens to uncommitted entries);
+/// `Unknown` once the entry may be in the log but its commit was not seen in time.
+pub async fn propose(
+    raft: &Raft,
+    entry: Entry,
+    commit_timeout: Duration,
+) -> Result<(Response, LogId), ForwardError> {
+    let rx = raft
+        .client_write_ff(entry)
+        .await
+        .map_err(|fatal| ForwardError::Refused {
+            reason: format!("raft is not running: {fatal}"),
+        })?;
+    match tokio::time::timeout(commit_timeout, rx).await {
+        Err(_) => Err(ForwardError::Unknown {
+            reason: format!("commit not confirmed within {commit_timeout:?}"),
+        }),
+        Ok(Err(_)) => Err(ForwardError::Unknown {
+            reason: "raft stopped before the commit was confirmed".to_string(),
+        }),
+        Ok(Ok(Err(ClientWriteError::ForwardToLeader(f)))) => Err(ForwardError::NotLeader {
+            leader: f.leader_id,
+            addr: f.leader_node.map(|n| n.addr),
+        }),
+        Ok(Ok(Err(ClientWriteError::ChangeMembershipError(e)))) => Err(ForwardError::Refused {
+            reason: e.to_string(),
+        }),
+        Ok(Ok(Ok(written))) => Ok((written.data, written.log_id)),
+    }
+}
+
+/// Confirms this node's leadership with a quorum (openraft 0.9's
+/// `ensure_linearizable`, which also waits for this node to apply up to the read
+/// point) and answers the log index a linearizable read must see applied.
+pub async fn confirm_read_index(raft: &Raft, timeout: Duration) -> Result<u64, ReadIndexError> {
+    match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
+        Err(_) => Err(ReadIndexError::Unavailable {
+            reason: format!("leadership not confirmed within {timeout:?}"),
+        }),
+        Ok(Ok(read_log_id)) => Ok(read_log_id.map_or(0, |l| l.index)),
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::ForwardToLeader(f)))) => {
+            Err(ReadIndexError::NotLeader {
+                leader: f.leader_id,
+                addr: f.leader_node.map(|n| n.addr),
+            })
+        }
+        Ok(Err(RaftError::APIError(CheckIsLeaderError::QuorumNotEnough(q)))) => {
+            Err(ReadIndexError::Unavailable {
+                reason: q.to_string(),
+            })
+        }
+        Ok(Err(RaftError::Fatal(f))) => Err(ReadIndexError::Unavailable {
+            reason: f.to_string(),
+        }),
+    }
+}
+
+/// Waits until this node has applied `index`, up to `timeout`: the second half of a
+/// forwarded write (read-your-writes on the accepting node) and of a read index.
+pub async fn wait_applied(raft: &Raft, index: u64, timeout: Duration) -> bool {
+    raft.wait(Some(timeout))
+        .applied_index_at_least(Some(index), "wait_applied")
+        .await
+        .is_ok()
+}
