@@ -15,6 +15,7 @@ pub struct MainConf {
     /// worker threads instead (`auto` or absent = one per core).
     pub worker_threads: Option<usize>,
     pub http: Option<Box<HttpBuild>>,
+    pub cluster: Option<super::cluster::ClusterConf>,
     seen_events: bool,
 }
 

@@ -13,6 +13,7 @@
 //! New directives are new rows in a table (`main::DIRECTIVES`, `crate::http::directives`,
 //! `crate::upstream::directives`, ...); the parser and walker do not change.
 
+pub mod cluster;
 pub mod main;
 pub mod parse;
 pub mod values;
@@ -81,6 +82,8 @@ pub mod ctx {
     /// `if` inside `location`.
     pub const LIF: u32 = 1 << 6;
     pub const UPSTREAM: u32 = 1 << 7;
+    /// `cluster { }` in the main context.
+    pub const CLUSTER: u32 = 1 << 8;
     /// The levels whose settings are inherited downwards.
     pub const HTTP_ANY: u32 = HTTP | SERVER | LOCATION;
     pub const SCRIPT: u32 = SERVER | LOCATION | SIF | LIF;
@@ -118,6 +121,7 @@ pub enum Handler {
     Http(fn(&mut Cx, &mut HttpBuild, &Directive) -> Result<(), String>),
     Server(fn(&mut Cx, &mut ServerBuild, &Directive) -> Result<(), String>),
     Upstream(fn(&mut Cx, &mut UpstreamBuild, &Directive) -> Result<(), String>),
+    Cluster(fn(&mut Cx, &mut cluster::ClusterConf, &Directive) -> Result<(), String>),
     /// Block directives and anything that needs the whole enclosing frame.
     Frame(fn(&mut Cx, &mut Frame<'_>, &Directive) -> Result<(), String>),
 }
@@ -136,6 +140,7 @@ pub struct Spec {
 pub fn table() -> impl Iterator<Item = &'static Spec> {
     main::DIRECTIVES
         .iter()
+        .chain(cluster::DIRECTIVES.iter())
         .chain(crate::http::directives::DIRECTIVES.iter())
         .chain(crate::http::rewrite::DIRECTIVES.iter())
         .chain(crate::upstream::build::DIRECTIVES.iter())
@@ -185,6 +190,7 @@ pub enum Frame<'a> {
     Location(&'a mut LocationBuild),
     If(&'a mut IfBuild),
     Upstream(&'a mut UpstreamBuild),
+    Cluster(&'a mut cluster::ClusterConf),
 }
 
 impl Frame<'_> {
@@ -198,6 +204,7 @@ impl Frame<'_> {
             Frame::If(i) if i.in_location => ctx::LIF,
             Frame::If(_) => ctx::SIF,
             Frame::Upstream(_) => ctx::UPSTREAM,
+            Frame::Cluster(_) => ctx::CLUSTER,
         }
     }
 }
@@ -333,6 +340,10 @@ fn dispatch(cx: &mut Cx, frame: &mut Frame<'_>, h: Handler, d: &Directive) -> Re
         },
         Handler::Upstream(f) => match frame {
             Frame::Upstream(u) => f(cx, u, d),
+            _ => Err(misplaced(d)),
+        },
+        Handler::Cluster(f) => match frame {
+            Frame::Cluster(c) => f(cx, c, d),
             _ => Err(misplaced(d)),
         },
         Handler::Level(f) => match frame {
