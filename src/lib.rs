@@ -4,6 +4,7 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests drive
 //! the same entry points in-process.
 
+pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod http;

@@ -1,0 +1,298 @@
+//! One raftgate node's share of the cluster: the sled store, the openraft instance, its
+//! gRPC server, and the two paths the API needs — a write that is committed by the
+//! leader and applied here before it is answered, and a linearizable read barrier.
+//!
+//! Every node runs this, even alone: without a `cluster` block a node is a single-member
+//! cluster in its data directory, so the same code serves `raftgate dev` and a 5-node
+//! deployment.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use openraft::{BasicNode, Config};
+use raftgate_raft::network::{self, ForwardError, NetworkConfig, Peers, ReadIndexError};
+use raftgate_raft::types::{LogId, Raft, Response};
+use raftgate_raft::{Entry, NodeId};
+use raftgate_storage::StateReader;
+use tokio::net::TcpListener;
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+
+/// What a node needs to start.
+pub struct NodeOptions {
+    pub id: NodeId,
+    /// The Raft gRPC listener, already bound (port 0 works), or `None` for a node that
+    /// never has peers (single-node mode).
+    pub listener: Option<TcpListener>,
+    /// The initial members (id → address peers dial), this node included. A node that
+    /// is not among them never initializes a cluster: it waits to be added.
+    pub members: BTreeMap<NodeId, String>,
+    pub data_dir: PathBuf,
+    pub raft: Arc<Config>,
+    pub network: NetworkConfig,
+}
+
+impl NodeOptions {
+    /// Raft timing for a LAN: heartbeats every 100 ms, elections after 400–800 ms of
+    /// silence (well above a durable append of ~0.3 ms and a loopback round trip).
+    pub fn default_raft_config() -> Result<Arc<Config>, String> {
+        let c = Config {
+            cluster_name: "raftgate".to_string(),
+            heartbeat_interval: 100,
+            election_timeout_min: 400,
+            election_timeout_max: 800,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
+            max_in_snapshot_log_to_keep: 1_000,
+            ..Config::default()
+        };
+        c.validate()
+            .map(Arc::new)
+            .map_err(|e| format!("raft configuration: {e}"))
+    }
+}
+
+/// Why a write was not answered with the reducer's result.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// Certainly not applied (no leader, not proposed): the API answers 503.
+    NotApplied(String),
+    /// Proposed, but its commit (or its apply here) was not confirmed in time: it may
+    /// still apply. The API answers 504 and never claims it failed.
+    Unknown(String),
+}
+
+impl From<ForwardError> for WriteError {
+    fn from(e: ForwardError) -> Self {
+        if e.not_applied() {
+            WriteError::NotApplied(e.to_string())
+        } else {
+            WriteError::Unknown(e.to_string())
+        }
+    }
+}
+
+/// Opens the store, waiting (up to 5 s) for a previous holder of its lock to let go:
+/// a node restarted right after it stopped may still have openraft's replication tasks
+/// releasing their log readers.
+async fn open_store(
+    dir: &std::path::Path,
+) -> Result<
+    (
+        raftgate_storage::LogStore,
+        raftgate_storage::StateMachineStore,
+    ),
+    String,
+> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match raftgate_storage::open(dir).await {
+            Ok(x) => return Ok(x),
+            Err(e) if tokio::time::Instant::now() < deadline && e.to_string().contains("lock") => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Err(e) => {
+                return Err(format!(
+                    "cannot open the Raft store in {}: {e}",
+                    dir.display()
+                ))
+            }
+        }
+    }
+}
+
+pub struct Node {
+    pub id: NodeId,
+    pub raft: Raft,
+    pub peers: Peers,
+    /// The applied state, for the data path and local reads (never waits on Raft).
+    pub reader: StateReader,
+    /// Where the Raft gRPC server listens, when it does.
+    pub raft_addr: Option<SocketAddr>,
+    server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+}
+
+/// How long a write waits for a leader to appear (an election takes up to ~1 s).
+const LEADER_WAIT: Duration = Duration::from_secs(3);
+
+impl Node {
+    pub async fn start(o: NodeOptions) -> Result<Node, String> {
+        let (log, sm) = open_store(&o.data_dir).await?;
+        let reader = sm.reader();
+        let peers = Peers::new(o.network.clone());
+        for (id, addr) in &o.members {
+            peers.set_addr(*id, addr);
+        }
+        let raft = Raft::new(o.id, o.raft.clone(), peers.clone(), log, sm)
+            .await
+            .map_err(|e| format!("cannot start Raft: {e}"))?;
+        peers.track(&raft);
+        let mut raft_addr = None;
+        let mut server = None;
+        if let Some(listener) = o.listener {
+            raft_addr = listener.local_addr().ok();
+            let (tx, rx) = oneshot::channel::<()>();
+            let svc = network::service_with(raft.clone(), o.network.clone());
+            let task = tokio::spawn(async move {
+                if let Err(e) = network::serve(listener, svc, async {
+                    let _ = rx.await;
+                })
+                .await
+                {
+                    crate::log_error!("raft gRPC server stopped: {e}");
+                }
+            });
+            server = Some((tx, task));
+        }
+        // Every initial member initializes with the same membership when it has never
+        // been initialized: openraft accepts that from all of them at once (one election
+        // settles the leader), and refuses it once a node has a log or a vote, so the
+        // cluster forms exactly once and a restart just rejoins from disk.
+        if o.members.contains_key(&o.id) {
+            let initialized = raft
+                .is_initialized()
+                .await
+                .map_err(|e| format!("raft: {e}"))?;
+            if !initialized {
+                let members: BTreeMap<NodeId, BasicNode> = o
+                    .members
+                    .iter()
+                    .map(|(id, addr)| (*id, BasicNode { addr: addr.clone() }))
+                    .collect();
+                if let Err(e) = raft.initialize(members).await {
+                    crate::log_info!("cluster initialization skipped: {e}");
+                }
+            }
+        }
+        Ok(Node {
+            id: o.id,
+            raft,
+            peers,
+            reader,
+            raft_addr,
+            server,
+        })
+    }
+
+    /// Waits for a leader to be known, up to `limit`.
+    pub async fn leader(&self, limit: Duration) -> Option<NodeId> {
+        if let Some(l) = self.raft.current_leader().await {
+            return Some(l);
+        }
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                if let Some(l) = rx.borrow_and_update().current_leader {
+                    return Some(l);
+                }
+                if rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        };
+        tokio::time::timeout(limit, wait).await.ok().flatten()
+    }
+
+    /// Commits `entry` through the leader (proposing here or forwarding over gRPC) and
+    /// returns once this node has applied it, so the writer reads its own write here,
+    /// in the API and in the data path (DESIGN.md §3 promise 1).
+    pub async fn write(
+        &self,
+        entry: Entry,
+        apply_timeout: Duration,
+    ) -> Result<(Response, LogId), WriteError> {
+        // A write that certainly was not applied (no leader yet, the old leader gone, a
+        // leader that just stepped down) waits for the election to settle and goes
+        // again, within LEADER_WAIT; only then is it refused with 503.
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let commit_timeout = self.peers.config().commit_timeout;
+        let mut hint: Option<NodeId> = None;
+        let (response, log_id) = loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let leader = match hint.take() {
+                Some(l) => l,
+                None => self.leader(remaining).await.ok_or_else(|| {
+                    WriteError::NotApplied("no leader: the write was not proposed".into())
+                })?,
+            };
+            let r = if leader == self.id {
+                network::propose(&self.raft, entry.clone(), commit_timeout).await
+            } else {
+                self.peers.forward(leader, &entry).await
+            };
+            match r {
+                Ok(x) => break x,
+                Err(e) if e.not_applied() && tokio::time::Instant::now() < deadline => {
+                    if let ForwardError::NotLeader {
+                        leader: Some(l), ..
+                    } = e
+                    {
+                        if l != leader {
+                            hint = Some(l);
+                            continue;
+                        }
+                    }
+                    self.leader_change(leader, deadline).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        };
+        if !network::wait_applied(&self.raft, log_id.index, apply_timeout).await {
+            return Err(WriteError::Unknown(format!(
+                "committed at index {} but not applied on this node within {apply_timeout:?}",
+                log_id.index
+            )));
+        }
+        Ok((response, log_id))
+    }
+
+    /// Waits until this node sees a leader other than `old` (an election finished), or
+    /// until `deadline`.
+    async fn leader_change(&self, old: NodeId, deadline: tokio::time::Instant) {
+        let mut rx = self.raft.metrics();
+        let wait = async {
+            loop {
+                let now = rx.borrow_and_update().current_leader;
+                if now.is_some_and(|l| l != old) {
+                    return;
+                }
+                if rx.changed().await.is_err() {
+                    return;
+                }
+            }
+        };
+        let _ = tokio::time::timeout_at(deadline, wait).await;
+    }
+
+    /// A linearizable read barrier: learns the leader's commit point (read index) and
+    /// waits until this node has applied it; the caller then reads `reader` locally.
+    pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadIndexError> {
+        let leader = self
+            .leader(LEADER_WAIT)
+            .await
+            .ok_or(ReadIndexError::NoLeader)?;
+        let index = if leader == self.id {
+            network::confirm_read_index(&self.raft, timeout).await?
+        } else {
+            self.peers.read_index(leader).await?
+        };
+        if network::wait_applied(&self.raft, index, timeout).await {
+            Ok(())
+        } else {
+            Err(ReadIndexError::Unavailable {
+                reason: format!("index {index} not applied here within {timeout:?}"),
+            })
+        }
+    }
+
+    /// Stops Raft and the gRPC server; the store is flushed when its last handle drops.
+    pub async fn shutdown(mut self) {
+        let _ = self.raft.shutdown().await;
+        if let Some((tx, task)) = self.server.take() {
+            let _ = tx.send(());
+            let _ = task.await;
+        }
+    }
+}
