@@ -4,10 +4,12 @@
 //! The binary (`src/main.rs`) is a thin CLI over this library; integration tests drive
 //! the same entry points in-process.
 
+pub mod api;
 pub mod cluster;
 pub mod config;
 pub mod dev;
 pub mod http;
+pub mod keyval;
 pub mod log;
 pub mod runtime;
 pub mod signals;

@@ -3,6 +3,11 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use raftgate::cluster::{Node, NodeOptions};
+use raftgate::config::cluster::{ClusterConf, Overrides};
 use raftgate::config::{self, Config};
 use raftgate::runtime::{Runtime, Source, Stop};
 
@@ -27,6 +32,8 @@ struct Cli {
     test: bool,
     signal: Option<String>,
     dev: Option<raftgate::dev::DevOptions>,
+    /// `--node-id`, `--raft-listen`, `--data-dir`: over the `cluster` block.
+    cluster: Overrides,
 }
 
 fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
@@ -36,6 +43,7 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
         test: false,
         signal: None,
         dev: None,
+        cluster: Overrides::default(),
     };
     let mut it = args.iter();
     while let Some(a) = it.next() {
@@ -61,6 +69,27 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
                 ))
             }
             "-s" => cli.signal = Some(it.next().ok_or("option \"-s\" requires parameter")?.clone()),
+            "--node-id" => {
+                let v = it.next().ok_or("--node-id requires a number")?;
+                cli.cluster.node_id = Some(
+                    v.parse()
+                        .ok()
+                        .filter(|n: &u64| *n > 0)
+                        .ok_or_else(|| format!("invalid --node-id \"{v}\""))?,
+                );
+            }
+            "--raft-listen" => {
+                let v = it.next().ok_or("--raft-listen requires an address")?;
+                cli.cluster.listen = Some(
+                    v.parse()
+                        .map_err(|_| format!("invalid --raft-listen \"{v}\": use IP:PORT"))?,
+                );
+            }
+            "--data-dir" => {
+                cli.cluster.data_dir = Some(PathBuf::from(
+                    it.next().ok_or("--data-dir requires a directory")?,
+                ))
+            }
             "dev" => {
                 let mut d = raftgate::dev::DevOptions::default();
                 while let Some(o) = it.next() {
@@ -163,7 +192,26 @@ fn main() -> ExitCode {
         .pid
         .clone()
         .unwrap_or_else(|| config::main::default_pid_path(&prefix));
-    serve(config, source, Some(pid), None)
+    let overrides = match Overrides::from_env() {
+        Ok(env) => cli.cluster.or(env),
+        Err(e) => {
+            eprintln!("raftgate: [emerg] {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let cluster = match config::cluster::effective(&config.main, &overrides) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("raftgate: [emerg] {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    // Without a data_dir anywhere, the node keeps its state in `data/` under the prefix.
+    let data_dir = cluster
+        .data_dir
+        .clone()
+        .unwrap_or_else(|| prefix.join("data"));
+    serve(config, source, Some(pid), None, (cluster, data_dir))
 }
 
 /// `worker_processes 1` gets a single-threaded runtime: one core's worth of work with
@@ -185,7 +233,41 @@ fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
 
 /// Binds, writes the pid file, serves until a stop signal. `banner` is printed once
 /// listening (dev mode prints its URLs).
-fn serve(config: Config, source: Source, pid: Option<PathBuf>, banner: Option<Banner>) -> ExitCode {
+/// Starts this process's cluster node: a member of the `cluster {}` block's cluster, or a
+/// single-node cluster of its own.
+async fn start_node(c: &ClusterConf, data_dir: PathBuf) -> Result<Node, String> {
+    let id = c.node_id.unwrap_or(raftgate_raft::SINGLE_NODE_ID);
+    let members: BTreeMap<u64, String> = if c.peers.is_empty() {
+        BTreeMap::from([(id, c.listen.map(|a| a.to_string()).unwrap_or_default())])
+    } else {
+        c.peers.clone()
+    };
+    let listener = match c.listen {
+        Some(a) => Some(
+            tokio::net::TcpListener::bind(a)
+                .await
+                .map_err(|e| format!("bind() to {a} for Raft failed ({e})"))?,
+        ),
+        None => None,
+    };
+    Node::start(NodeOptions {
+        id,
+        listener,
+        members,
+        data_dir,
+        raft: NodeOptions::default_raft_config()?,
+        network: raftgate_raft::network::NetworkConfig::default(),
+    })
+    .await
+}
+
+fn serve(
+    config: Config,
+    source: Source,
+    pid: Option<PathBuf>,
+    banner: Option<Banner>,
+    cluster: (ClusterConf, PathBuf),
+) -> ExitCode {
     for w in &config.warnings {
         eprintln!("raftgate: [warn] {w}");
     }
@@ -203,7 +285,20 @@ fn serve(config: Config, source: Source, pid: Option<PathBuf>, banner: Option<Ba
         }
     };
     rt.block_on(async move {
-        let server = match Runtime::start(config, source).await {
+        let (cluster, data_dir) = cluster;
+        let node = match start_node(&cluster, data_dir).await {
+            Ok(n) => Arc::new(n),
+            Err(e) => {
+                eprintln!("raftgate: [emerg] {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let zones = config
+            .http
+            .as_ref()
+            .map(|h| h.keyval_zones.clone())
+            .unwrap_or_default();
+        let server = match Runtime::start_with(config, source, Some(node.clone())).await {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("raftgate: [emerg] bind() failed ({e})");
@@ -228,10 +323,12 @@ fn serve(config: Config, source: Source, pid: Option<PathBuf>, banner: Option<Ba
             raftgate::VERSION,
             server.bound().iter().map(|b| b.1).collect::<Vec<_>>()
         );
+        raftgate::cluster::configure_zones(node.clone(), zones);
         if let Some(b) = banner {
             b(&server);
         }
         let how = server.stopped().await;
+        let _ = node.raft.shutdown().await;
         raftgate::http::access_log::flush_all();
         if let Some(p) = &pid {
             let _ = std::fs::remove_file(p);
@@ -317,6 +414,8 @@ fn run_dev(opts: raftgate::dev::DevOptions) -> ExitCode {
     };
     let _ = std::fs::write(data.join("dev.conf"), &text);
     let pid = config.main.pid.clone();
+    // Dev mode is a single-node cluster whose state lives in its data directory.
+    let cluster = (ClusterConf::default(), data.clone());
     let banner: Banner = Box::new(move |rt: &Runtime| {
         let addr = rt
             .bound()
@@ -344,7 +443,7 @@ fn run_dev(opts: raftgate::dev::DevOptions) -> ExitCode {
         );
         println!("Press Ctrl-C to stop.");
     });
-    let code = serve(config, source, pid, Some(banner));
+    let code = serve(config, source, pid, Some(banner), cluster);
     backends_rt.shutdown_background();
     code
 }

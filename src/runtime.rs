@@ -70,6 +70,8 @@ struct ListenerHandle {
 
 pub struct Runtime {
     pub current: ArcSwap<Generation>,
+    /// This process's cluster node (`None` in tests that run the proxy alone).
+    pub node: Option<Arc<crate::cluster::Node>>,
     source: Source,
     listeners: Mutex<HashMap<SocketAddr, ListenerHandle>>,
     pub stop: watch::Sender<Stop>,
@@ -82,8 +84,18 @@ pub struct Runtime {
 impl Runtime {
     /// Binds every listener of `config` and starts accepting.
     pub async fn start(config: Config, source: Source) -> std::io::Result<Arc<Runtime>> {
+        Self::start_with(config, source, None).await
+    }
+
+    /// Starts with a cluster node behind the API and the replicated state.
+    pub async fn start_with(
+        config: Config,
+        source: Source,
+        node: Option<Arc<crate::cluster::Node>>,
+    ) -> std::io::Result<Arc<Runtime>> {
         let (stop, _) = watch::channel(Stop::Running);
         let rt = Arc::new(Runtime {
+            node,
             current: ArcSwap::from_pointee(Generation {
                 number: 0,
                 config,
@@ -153,6 +165,9 @@ impl Runtime {
             crate::log::configure(config.main.error_log.as_deref(), config.main.error_level)
         {
             crate::log_error!("cannot reopen the error log: {e}");
+        }
+        if let (Some(node), Some(http)) = (self.node.as_ref(), config.http.as_ref()) {
+            crate::cluster::configure_zones(node.clone(), http.keyval_zones.clone());
         }
         let number = self.current.load().number + 1;
         self.current.store(Arc::new(Generation {

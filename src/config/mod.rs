@@ -144,6 +144,7 @@ pub fn table() -> impl Iterator<Item = &'static Spec> {
         .chain(crate::http::directives::DIRECTIVES.iter())
         .chain(crate::http::rewrite::DIRECTIVES.iter())
         .chain(crate::upstream::build::DIRECTIVES.iter())
+        .chain(crate::keyval::DIRECTIVES.iter())
 }
 
 /// The row for `name` in the context `ctx`; `Err(true)` when the name exists but not

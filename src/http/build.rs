@@ -20,6 +20,7 @@ pub struct HttpBuild {
     pub loc: LocConf,
     pub servers: Vec<ServerBuild>,
     pub upstreams: Vec<UpstreamBuild>,
+    pub keyval_zones: Vec<crate::keyval::ZoneDecl>,
 }
 
 impl std::fmt::Debug for HttpBuild {
@@ -123,6 +124,7 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         loc: mut http_loc,
         servers,
         upstreams,
+        keyval_zones,
     } = build;
     if http_loc.root.is_none() {
         // nginx's default `root html` under the prefix, made explicit so `$document_root`
@@ -295,6 +297,7 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .names()
         .any(crate::vars::http::reads_upstream_headers);
     Some(HttpConf {
+        keyval_zones,
         pools,
         servers: out_servers.into_iter().map(|(s, _)| Arc::new(s)).collect(),
         listens,

@@ -39,6 +39,7 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "types", contexts: HTTP_ANY, args: Args::Exactly(0), block: true, handler: Handler::Frame(types) },
     Spec { name: "status_zone", contexts: SERVER | LOCATION | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(status_zone) },
     Spec { name: "map", contexts: HTTP, args: Args::Exactly(2), block: true, handler: Handler::Frame(map) },
+    Spec { name: "api", contexts: LOCATION, args: Args::Between(0, 1), block: false, handler: Handler::Level(api) },
     Spec { name: "proxy_pass", contexts: LOCATION | LIF, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_pass) },
     Spec { name: "proxy_set_header", contexts: HTTP_ANY, args: Args::Exactly(2), block: false, handler: Handler::Level(proxy_set_header) },
     Spec { name: "proxy_http_version", contexts: HTTP_ANY, args: Args::Exactly(1), block: false, handler: Handler::Level(proxy_http_version) },
@@ -535,6 +536,19 @@ fn map(cx: &mut Cx, _: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
     }
     m.finish();
     cx.vars.define_dyn(&target, Arc::new(m))?;
+    Ok(())
+}
+
+fn api(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), String> {
+    if l.content.is_some() {
+        return Err(dup(d));
+    }
+    let write = match d.args.first().map(|w| w.value.as_str()) {
+        None | Some("write=off") => false,
+        Some("write=on") => true,
+        Some(o) => return Err(format!("invalid parameter \"{o}\"")),
+    };
+    l.content = Some(Content::Api { write });
     Ok(())
 }
 

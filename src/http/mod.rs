@@ -41,6 +41,8 @@ pub struct HttpConf {
     pub vars: Arc<VarTable>,
     /// Whether any variable reads upstream response headers (they are kept only then).
     pub keep_upstream_headers: bool,
+    /// `keyval_zone` declarations, proposed to the cluster when this configuration loads.
+    pub keyval_zones: Vec<crate::keyval::ZoneDecl>,
     /// Idle connections of the groups that have `keepalive`.
     pub pools: HashMap<String, Arc<upconn::Pool>>,
 }
@@ -105,6 +107,10 @@ pub struct ProxyConf {
 #[derive(Debug, Clone)]
 pub enum Content {
     Proxy(Arc<proxy::ProxyPass>),
+    /// `api [write=on|off]`: the NGINX Plus API v2 on the replicated state.
+    Api {
+        write: bool,
+    },
 }
 
 #[derive(Debug, Clone)]

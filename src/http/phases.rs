@@ -56,10 +56,12 @@ struct Pass<'a> {
     uri_changed: bool,
     cycles: u32,
     body: Option<Incoming>,
+    node: Option<&'a crate::cluster::Node>,
 }
 
 pub async fn handle(
     http: Arc<HttpConf>,
+    node: Option<Arc<crate::cluster::Node>>,
     group: usize,
     conn: Arc<ConnInfo>,
     conn_requests: u64,
@@ -124,6 +126,7 @@ pub async fn handle(
         uri_changed: false,
         cycles: 0,
         body: Some(body),
+        node: node.as_deref(),
     };
     let outcome = if normalized.is_none() {
         Outcome::Fail(Fail::new(
@@ -280,6 +283,7 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
 
         let content = p.conf.content.clone();
         match content {
+            Some(Content::Api { write }) => return api_content(p, req, write).await,
             Some(Content::Proxy(pp)) => {
                 let prefix = p.loc.as_ref().and_then(|l| l.prefix().map(str::to_string));
                 let at = Where {
@@ -318,6 +322,77 @@ fn find_location(p: &mut Pass<'_>, req: &mut Req) -> Option<Arc<Location>> {
     }
     req.loc_conf = Some(found.loc.conf.clone());
     Some(found.loc)
+}
+
+/// The `api` content handler: reads the (bounded) body and hands the request to the API
+/// on this process's cluster node.
+async fn api_content(p: &mut Pass<'_>, req: &mut Req, write: bool) -> Outcome {
+    let Some(node) = p.node else {
+        return Outcome::Status(503, Some("the API needs a cluster node\n".into()));
+    };
+    let limit = p.conf.max_body();
+    let mut body = bytes::BytesMut::new();
+    if let Some(mut incoming) = p.body.take() {
+        use http_body_util::BodyExt;
+        while let Some(frame) = incoming.frame().await {
+            match frame {
+                Ok(f) => {
+                    if let Ok(d) = f.into_data() {
+                        if limit > 0 && (body.len() + d.len()) as u64 > limit {
+                            return Outcome::Status(413, None);
+                        }
+                        body.extend_from_slice(&d);
+                    }
+                }
+                Err(_) => {
+                    return Outcome::Fail(Fail::new(
+                        Side::Client,
+                        Kind::ClientAbort,
+                        "client closed the request body",
+                    ))
+                }
+            }
+        }
+    }
+    // The API path is what follows the location's prefix: `location /api { api; }`
+    // serves `/api/2/http/keyvals/` as `/2/http/keyvals/`.
+    let uri = req.uri.clone();
+    let rest = match p.loc.as_ref().and_then(|l| l.prefix()) {
+        Some(prefix) => uri.strip_prefix(prefix).unwrap_or(&uri),
+        None => uri.as_str(),
+    };
+    let path = if rest.starts_with('/') {
+        rest.to_string()
+    } else {
+        format!("/{rest}")
+    };
+    let request_id = req.var_request_id();
+    let method = req.method.clone();
+    let query = req.args.clone();
+    let answer = crate::api::handle(
+        node,
+        crate::api::ApiRequest {
+            method: &method,
+            path: &path,
+            query: query.as_deref(),
+            body: body.freeze(),
+            write,
+            request_id: &request_id,
+            full_path: &uri,
+            stream_configured: false,
+        },
+    )
+    .await;
+    let mut r = Response::new(RespBody::full(answer.body.clone()));
+    *r.status_mut() =
+        StatusCode::from_u16(answer.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    if !answer.body.is_empty() {
+        r.headers_mut().insert(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        );
+    }
+    Outcome::Response(r)
 }
 
 fn respond(status: u16, text: Option<String>) -> Outcome {

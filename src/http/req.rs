@@ -189,6 +189,14 @@ impl Req {
         Some(host.strip_suffix('.').unwrap_or(host).to_ascii_lowercase())
     }
 
+    /// `$request_id`, created on first use and the same for the rest of the request.
+    pub fn var_request_id(&mut self) -> String {
+        if self.request_id.is_none() {
+            self.request_id = Some(crate::vars::http::new_request_id());
+        }
+        self.request_id.clone().unwrap_or_default()
+    }
+
     /// Records a regex match: `$0..$9` for the templates that follow it, and named
     /// groups (`(?<name>...)`) as variables, as nginx does.
     pub fn set_captures(&mut self, c: Captured) {

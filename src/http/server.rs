@@ -70,6 +70,7 @@ async fn serve_conn(
     let rt2 = rt.clone();
     let svc = service_fn(move |req| {
         let gen = rt2.current.load_full();
+        let node = rt2.node.clone();
         let conn = conn.clone();
         let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
         async move {
@@ -79,7 +80,7 @@ async fn serve_conn(
             let Some(group) = http.listens.iter().position(|l| l.addr == key) else {
                 return Err(CloseConnection);
             };
-            let mut resp = phases::handle(http, group, conn, n, req).await?;
+            let mut resp = phases::handle(http, node, group, conn, n, req).await?;
             if n >= max_requests {
                 // hyper closes the connection after a response that says so.
                 resp.headers_mut().insert(

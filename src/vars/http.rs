@@ -187,10 +187,7 @@ fn base64_decode(s: &str) -> Option<Vec<u8>> {
 }
 
 fn request_id(r: &mut Req) -> Option<String> {
-    if r.request_id.is_none() {
-        r.request_id = Some(new_request_id());
-    }
-    r.request_id.clone()
+    Some(r.var_request_id())
 }
 
 /// 16 random bytes in hex, as nginx's `$request_id`.

@@ -1,0 +1,232 @@
+//! The NGINX Plus REST API, version 2, as served by a location with `api [write=on];`.
+//!
+//! The caller (the http `api` content handler) reads the body, answers 413 itself for a
+//! body over `client_max_body_size`, and passes the rest here as an [`ApiRequest`]; every
+//! answer is JSON (an empty body for 201 and 204) in an [`ApiResponse`]. Paths, methods,
+//! statuses, shapes and error codes are NGINX's (see `shared/reference/NGINX-PLUS.md`
+//! §1); what raftgate decides where NGINX is silent or where a Raft cluster differs:
+//!
+//! - **Endpoints.** `GET` of the prefix lists the supported versions, `[2]`. Under `/2/`
+//!   raftgate serves `http` and `stream`, and under each `keyvals` so far. Any other first
+//!   segment is 404 `UnknownVersion`; any other path under `/2` is 404 `PathNotFound`
+//!   (R14 documents no code for it; later nginx answers `PathNotFound`). Trailing slashes
+//!   are accepted everywhere; HEAD is answered as GET (the caller drops the body).
+//! - **Checks, in order:** path (404), `stream` endpoints without a `stream {}` block (404
+//!   `StreamNotConfigured`), a method the path has no operation for (405
+//!   `MethodNotSupported`, nginx's code), a write method with `write=off` (405
+//!   `MethodDisabled`), then the request itself. A write body is validated before the zone
+//!   is looked up, so a bad body to an unknown zone answers 400/415, not 404.
+//! - **Reads are linearizable by default**: a read barrier (the leader's read index,
+//!   applied here) precedes every read of keyval contents, so a read on any node sees
+//!   every write acknowledged anywhere before it. `?consistency=local` (raftgate's own
+//!   argument) skips the barrier and reads this node's applied state, which may lag the
+//!   leader by a commit; any other value is the default. A barrier that fails (no leader,
+//!   no quorum, timeout) answers 503 `ClusterUnavailable` (raftgate's own code).
+//! - **Writes** are committed through the leader and applied on this node before the
+//!   answer (so the writer reads its own write here). Each API request is one
+//!   deduplicated [`Request`] with a fresh random client id and serial 1, so the node's
+//!   internal retries after a leader change apply it at most once. The command carries
+//!   this node's wall clock; the reducer never lets log time go backwards (it takes the
+//!   later of that and the log's time), so a skewed clock cannot shorten a lifetime.
+//!   A write certainly not applied answers 503 `ClusterUnavailable`; one proposed but not
+//!   confirmed within [`WRITE_TIMEOUT`] answers 504 `WriteOutcomeUnknown` (it may still
+//!   apply). Reducer rejections map through [`Rejected::api_error`] with their own text.
+//! - **Keyval bodies and `fields`**: see [`keyvals`] and [`json`].
+
+pub mod error;
+pub mod json;
+pub mod keyvals;
+pub mod route;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use raftgate_raft::types::Response;
+use raftgate_raft::{Command, Entry, Rejected, Request, State};
+
+use crate::cluster::{Node, WriteError};
+use error::{error_body, ApiError};
+use route::{is_write, Query, Route};
+
+/// How long a write waits to be committed and applied here before answering 504.
+pub const WRITE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long a read barrier waits for the read index to be applied here.
+pub const READ_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One API request, as the `api` location hands it over.
+pub struct ApiRequest<'a> {
+    pub method: &'a http::Method,
+    /// Path after the `api` location's prefix, starting with '/': "/", "/2",
+    /// "/2/http/keyvals/zone1", ... e.g. `location /api { api; }` + `GET
+    /// /api/2/http/keyvals/` → "/2/http/keyvals/"
+    pub path: &'a str,
+    pub query: Option<&'a str>,
+    /// Already read by the caller, bounded by `client_max_body_size` (the caller answers
+    /// 413 itself).
+    pub body: Bytes,
+    /// `api write=on`.
+    pub write: bool,
+    /// `$request_id`, for error objects.
+    pub request_id: &'a str,
+    /// The request's `$uri`, for `error.path`.
+    pub full_path: &'a str,
+    /// False while no `stream {}` block exists: stream endpoints answer 404
+    /// `StreamNotConfigured`.
+    pub stream_configured: bool,
+}
+
+/// The answer: a status and a JSON body (empty for 201 and 204).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiResponse {
+    pub status: u16,
+    pub body: Bytes,
+}
+
+impl ApiResponse {
+    fn json(status: u16, body: Bytes) -> Self {
+        ApiResponse { status, body }
+    }
+
+    fn empty(status: u16) -> Self {
+        ApiResponse {
+            status,
+            body: Bytes::new(),
+        }
+    }
+}
+
+/// Answers one API request on `node`.
+pub async fn handle(node: &Node, req: ApiRequest<'_>) -> ApiResponse {
+    serve(node, req).await
+}
+
+// The integrator awaits `handle` in tasks spawned on a multi-threaded runtime: its future
+// must stay `Send`, which this checks at compile time (the function is never called).
+const _: () = {
+    fn send<T: Send>(_: &T) {}
+    #[allow(dead_code)]
+    fn handle_is_send(node: &Node, req: ApiRequest<'_>) {
+        send(&handle(node, req));
+    }
+};
+
+/// What the API needs from the cluster. `Node` is the real one; the unit tests use a
+/// reducer behind a mutex, so every answer is tested without Raft.
+pub(crate) trait Backend {
+    /// A linearizable read barrier; `Err` carries the reason.
+    async fn barrier(&self) -> Result<(), String>;
+    /// Commits `entry` and applies it here.
+    async fn propose(&self, entry: Entry) -> Result<Response, WriteError>;
+    /// Reads this node's applied state.
+    fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R;
+}
+
+impl Backend for Node {
+    async fn barrier(&self) -> Result<(), String> {
+        Node::read_barrier(self, READ_TIMEOUT)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn propose(&self, entry: Entry) -> Result<Response, WriteError> {
+        Node::write(self, entry, WRITE_TIMEOUT)
+            .await
+            .map(|(response, _)| response)
+    }
+
+    fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
+        let applied = self.reader.load();
+        f(applied.state())
+    }
+}
+
+pub(crate) async fn serve<B: Backend>(b: &B, req: ApiRequest<'_>) -> ApiResponse {
+    match dispatch(b, &req).await {
+        Ok(r) => r,
+        Err(e) => ApiResponse {
+            status: e.status,
+            body: error_body(&e, req.full_path, req.method.as_str(), req.request_id),
+        },
+    }
+}
+
+async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse, ApiError> {
+    let route = route::route(req.path)?;
+    if route.is_stream() && !req.stream_configured {
+        return Err(ApiError::stream_not_configured());
+    }
+    if !route.methods().contains(req.method) {
+        return Err(ApiError::method_not_supported());
+    }
+    if is_write(req.method) && !req.write {
+        return Err(ApiError::method_disabled());
+    }
+    let query = Query::parse(req.query);
+    match route {
+        Route::Versions => Ok(ApiResponse::json(200, json::encode(&route::VERSIONS)?)),
+        Route::Root => Ok(ApiResponse::json(
+            200,
+            json::encode(&route::ROOT_ENDPOINTS)?,
+        )),
+        Route::Block(_) => Ok(ApiResponse::json(
+            200,
+            json::encode(&route::KIND_ENDPOINTS)?,
+        )),
+        Route::Keyvals(kind) => {
+            read_barrier(b, &query).await?;
+            keyvals::get_all(b, kind, &query)
+        }
+        Route::Zone(zone) => match *req.method {
+            http::Method::POST => keyvals::post(b, zone, &req.body).await,
+            http::Method::PATCH => keyvals::patch(b, zone, &req.body).await,
+            http::Method::DELETE => keyvals::delete(b, zone).await,
+            _ => {
+                read_barrier(b, &query).await?;
+                keyvals::get_zone(b, &zone, &query)
+            }
+        },
+    }
+}
+
+/// The barrier before a read, unless the client asked for `consistency=local`.
+async fn read_barrier<B: Backend>(b: &B, query: &Query) -> Result<(), ApiError> {
+    if query.get("consistency") == Some("local") {
+        return Ok(());
+    }
+    b.barrier().await.map_err(|e| {
+        ApiError::cluster_unavailable(format!("cannot confirm a linearizable read: {e}"))
+    })
+}
+
+/// Proposes `command` as one deduplicated request and answers `success` (201 or 204,
+/// no body) once it is applied here.
+async fn write<B: Backend>(b: &B, command: Command, success: u16) -> Result<ApiResponse, ApiError> {
+    let entry = Entry::Request(Request {
+        client: fastrand::u128(..),
+        serial: 1,
+        command,
+    });
+    match b.propose(entry).await {
+        Ok(Ok(_)) => Ok(ApiResponse::empty(success)),
+        Ok(Err(rejected)) => Err(ApiError::from(&rejected)),
+        Err(WriteError::NotApplied(t)) => Err(ApiError::cluster_unavailable(t)),
+        Err(WriteError::Unknown(t)) => Err(ApiError::write_outcome_unknown(t)),
+    }
+}
+
+/// This node's wall clock in milliseconds since the Unix epoch (0 before it): the time
+/// a keyval write carries into the log.
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
+}
+
+/// A rejection the API detects itself, with the reducer's code and text.
+fn rejected(r: Rejected) -> ApiError {
+    ApiError::from(&r)
+}
