@@ -24,6 +24,9 @@ http {
                    'upstream=$upstream_addr rt=$request_time';
     access_log {{DATA}}/logs/access.log dev;
 
+    # A key-value zone, replicated (here: a single-node cluster in the data dir).
+    keyval_zone zone=demo:1m;
+
     upstream demo {
         zone demo 64k;
         server {{B1}};
@@ -41,6 +44,13 @@ http {
             proxy_http_version 1.1;
             proxy_set_header Connection "";
             proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+        }
+
+        # The NGINX Plus API v2, writable from this machine only.
+        location /api {
+            api write=on;
+            allow 127.0.0.1;
+            deny all;
         }
 
         location = /healthz {

@@ -425,6 +425,7 @@ fn run_dev(opts: raftgate::dev::DevOptions) -> ExitCode {
         println!("raftgate {} dev mode", raftgate::VERSION);
         println!("  proxy:     http://{addr}/   (round robin over 3 demo backends)");
         println!("  health:    http://{addr}/healthz");
+        println!("  api:       http://{addr}/api/2/http/keyvals/demo   (POST {{\"key\":\"value\"}} to add)");
         println!(
             "  backends:  {}",
             backends

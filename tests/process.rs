@@ -633,3 +633,32 @@ fn dev_mode_balances_over_its_demo_backends_and_stops_on_ctrl_c() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[test]
+fn a_single_node_keeps_its_keyval_zone_across_kill_9() {
+    // The keyval_zone and api lines of the R14 denylist example, unchanged.
+    let dir = temp_dir("kvstate");
+    let port = free_port();
+    let conf = format!(
+        "events {{}}\nhttp {{\n    keyval_zone zone=denylist:1m state=denylist.json;\n    server {{\n        listen 127.0.0.1:{port};\n        location /api {{\n            api write=on;\n            allow 127.0.0.1;\n            deny all;\n        }}\n    }}\n}}\n"
+    );
+    let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
+    let mut p = Proc::start(&dir, &conf);
+    wait_http(addr, "/api/2/http/keyvals/denylist", "{");
+    let mut s = TcpStream::connect(addr).expect("connect");
+    s.set_nodelay(true).expect("nodelay");
+    let body = "{\"10.0.0.1\":\"1\"}";
+    write!(s, "POST /api/2/http/keyvals/denylist HTTP/1.1\r\nHost: t\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).expect("write");
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).expect("read");
+    assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    let _ = p.child.kill();
+    let _ = p.child.wait();
+    let _p2 = Proc::start(&dir, &conf);
+    wait_http(addr, "/api/2/http/keyvals/denylist", "10.0.0.1");
+    assert_eq!(
+        blocking_get(addr, "/api/2/http/keyvals/denylist").as_deref(),
+        Ok("{\"10.0.0.1\":\"1\"}")
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}
