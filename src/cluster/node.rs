@@ -116,6 +116,8 @@ pub struct Node {
 
 /// How long a write waits for a leader to appear (an election takes up to ~1 s).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How often a write or read that certainly changed nothing is tried again.
+const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 impl Node {
     pub async fn start(o: NodeOptions) -> Result<Node, String> {
@@ -248,8 +250,8 @@ impl Node {
         Ok((response, log_id))
     }
 
-    /// Waits until this node sees a leader other than `old` (an election finished), or
-    /// until `deadline`.
+    /// Waits until this node sees a leader other than `old` (an election finished), for
+    /// at most `RETRY_EVERY`, and never past `deadline`.
     async fn leader_change(&self, old: NodeId, deadline: tokio::time::Instant) {
         let mut rx = self.raft.metrics();
         let wait = async {
@@ -263,22 +265,44 @@ impl Node {
                 }
             }
         };
-        let _ = tokio::time::timeout_at(deadline, wait).await;
+        // Also go again after a moment: the same leader may simply have come back, or a
+        // peer may be leaving its reconnect backoff.
+        let soon = tokio::time::Instant::now() + RETRY_EVERY;
+        let _ = tokio::time::timeout_at(deadline.min(soon), wait).await;
     }
 
     /// A linearizable read barrier: learns the leader's commit point (read index) and
     /// waits until this node has applied it; the caller then reads `reader` locally.
+    /// Failures that change nothing (no leader yet, a peer in reconnect backoff, a leader
+    /// that just moved) are retried until `timeout`.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadIndexError> {
-        let leader = self
-            .leader(LEADER_WAIT)
-            .await
-            .ok_or(ReadIndexError::NoLeader)?;
-        let index = if leader == self.id {
-            network::confirm_read_index(&self.raft, timeout).await?
-        } else {
-            self.peers.read_index(leader).await?
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut hint: Option<NodeId> = None;
+        let index = loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let leader = match hint.take() {
+                Some(l) => l,
+                None => self
+                    .leader(remaining)
+                    .await
+                    .ok_or(ReadIndexError::NoLeader)?,
+            };
+            let r = if leader == self.id {
+                network::confirm_read_index(&self.raft, remaining).await
+            } else {
+                self.peers.read_index(leader).await
+            };
+            match r {
+                Ok(i) => break i,
+                Err(_) if tokio::time::Instant::now() >= deadline => return r.map(|_| ()),
+                Err(ReadIndexError::NotLeader {
+                    leader: Some(l), ..
+                }) if l != leader => hint = Some(l),
+                Err(_) => self.leader_change(leader, deadline).await,
+            }
         };
-        if network::wait_applied(&self.raft, index, timeout).await {
+        let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+        if network::wait_applied(&self.raft, index, remaining).await {
             Ok(())
         } else {
             Err(ReadIndexError::Unavailable {
