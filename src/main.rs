@@ -23,6 +23,9 @@ const USAGE: &str =
   -t         test the configuration: print every error as FILE:LINE: message, then exit
   -s SIGNAL  send SIGNAL to the running process named by the pid file
   -v         print the version
+  --node-id N, --raft-listen IP:PORT, --data-dir DIR
+             override the cluster block's node_id, listen and data_dir (also
+             RAFTGATE_NODE_ID, RAFTGATE_RAFT_LISTEN, RAFTGATE_DATA_DIR; flags win)
   dev        single-node development mode on an embedded configuration, with three
              demo backends; data in --data-dir (default ./raftgate-dev)";
 
@@ -137,6 +140,13 @@ fn main() -> ExitCode {
     };
     let loaded = source.load();
     if cli.test {
+        // The start-time cluster checks (flags and environment included) belong to the
+        // test too: a configuration that passes -t must start.
+        let loaded = loaded.and_then(|c| {
+            let o = Overrides::from_env().map_err(|e| vec![e])?;
+            config::cluster::effective(&c.main, &cli.cluster.clone().or(o)).map_err(|e| vec![e])?;
+            Ok(c)
+        });
         return match loaded {
             Ok(c) => {
                 for w in &c.warnings {

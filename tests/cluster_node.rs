@@ -291,3 +291,45 @@ async fn a_single_node_without_peers_elects_itself_and_keeps_state_across_restar
     node.shutdown().await;
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
+    let dir = std::env::temp_dir().join(format!(
+        "raftgate-ident-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let single = NodeOptions {
+        id: 1,
+        listener: None,
+        members: BTreeMap::from([(1, String::new())]),
+        data_dir: dir.clone(),
+        raft: NodeOptions::default_raft_config().expect("config"),
+        network: NetworkConfig::default(),
+    };
+    let node = Node::start(single).await.expect("single node");
+    assert_eq!(
+        node.write(configure(), WAIT).await.expect("write").0,
+        Ok(Applied::Done)
+    );
+    node.shutdown().await;
+    // The same directory under a three-member cluster: refused before Raft starts.
+    let three = NodeOptions {
+        id: 1,
+        listener: None,
+        members: BTreeMap::from([
+            (1, "127.0.0.1:1".into()),
+            (2, "127.0.0.1:2".into()),
+            (3, "127.0.0.1:3".into()),
+        ]),
+        data_dir: dir.clone(),
+        raft: NodeOptions::default_raft_config().expect("config"),
+        network: NetworkConfig::default(),
+    };
+    let err = Node::start(three).await.err().expect("refused");
+    assert!(
+        err.contains("belongs to a cluster formed by nodes [1]") && err.contains("[1,2,3]"),
+        "{err}"
+    );
+    let _ = std::fs::remove_dir_all(dir);
+}

@@ -74,6 +74,46 @@ impl From<ForwardError> for WriteError {
     }
 }
 
+/// The file beside the store that names the initial members the directory's cluster
+/// was formed with.
+const IDENTITY_FILE: &str = "cluster-members";
+
+fn identity(members: &BTreeMap<NodeId, String>) -> String {
+    members
+        .keys()
+        .map(|id| id.to_string())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+/// Refuses a data directory formed by a different cluster (say, a single-node `dev`
+/// directory reused under a `cluster {}` block): its log would contradict the new
+/// cluster's, which Raft cannot reconcile.
+fn check_identity(dir: &std::path::Path, members: &BTreeMap<NodeId, String>) -> Result<(), String> {
+    let path = dir.join(IDENTITY_FILE);
+    match std::fs::read_to_string(&path) {
+        Ok(had) if had.trim() != identity(members) && !members.is_empty() => Err(format!(
+            "the data directory {} belongs to a cluster formed by nodes [{}], but this configuration's initial members are [{}]: use another data_dir, or remove this one to start afresh",
+            dir.display(),
+            had.trim(),
+            identity(members)
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn record_identity(
+    dir: &std::path::Path,
+    members: &BTreeMap<NodeId, String>,
+) -> Result<(), String> {
+    let path = dir.join(IDENTITY_FILE);
+    if path.exists() {
+        return Ok(());
+    }
+    std::fs::write(&path, identity(members) + "\n")
+        .map_err(|e| format!("cannot write {}: {e}", path.display()))
+}
+
 /// Opens the store, waiting (up to 5 s) for a previous holder of its lock to let go:
 /// a node restarted right after it stopped may still have openraft's replication tasks
 /// releasing their log readers.
@@ -121,6 +161,7 @@ const RETRY_EVERY: Duration = Duration::from_millis(100);
 
 impl Node {
     pub async fn start(o: NodeOptions) -> Result<Node, String> {
+        check_identity(&o.data_dir, &o.members)?;
         let (log, sm) = open_store(&o.data_dir).await?;
         let reader = sm.reader();
         let peers = Peers::new(o.network.clone());
@@ -167,6 +208,7 @@ impl Node {
                     crate::log_info!("cluster initialization skipped: {e}");
                 }
             }
+            record_identity(&o.data_dir, &o.members)?;
         }
         Ok(Node {
             id: o.id,

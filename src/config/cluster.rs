@@ -175,9 +175,9 @@ pub fn effective(main: &MainConf, o: &Overrides) -> Result<ClusterConf, String> 
             "{at}a multi-node cluster needs \"listen\" for its Raft port"
         ));
     }
-    if c.peers.len() > 1 && c.node_id.is_none() {
+    if !c.peers.is_empty() && c.node_id.is_none() {
         return Err(format!(
-            "{at}a multi-node cluster needs \"node_id\" (or --node-id / RAFTGATE_NODE_ID)"
+            "{at}a cluster with peers needs \"node_id\" (or --node-id / RAFTGATE_NODE_ID)"
         ));
     }
     Ok(c)
@@ -269,6 +269,12 @@ mod tests {
             (both.node_id, both.data_dir),
             (Some(1), Some(PathBuf::from("/e")))
         );
+        // Peers without a node id (and no override) would start as node 1 outside its own
+        // cluster: refused.
+        let anon = load("cluster {\n listen 127.0.0.1:7102;\n peer 2 127.0.0.1:7102;\n peer 3 127.0.0.1:7103;\n}\n").expect("loads");
+        assert!(effective(&anon.main, &Overrides::default())
+            .expect_err("no id")
+            .contains("needs \"node_id\""));
         // No cluster block: a single-node cluster.
         let single = load("events {}\n").expect("loads");
         assert!(effective(&single.main, &Overrides::default())
