@@ -225,10 +225,20 @@ impl Node {
         if let Some(l) = self.raft.current_leader().await {
             return Some(l);
         }
+        self.wait_for_leader(tokio::time::Instant::now() + limit, |_| true)
+            .await
+    }
+
+    /// Watches openraft's metrics until a leader that `accept`s is known, or `until`.
+    async fn wait_for_leader(
+        &self,
+        until: tokio::time::Instant,
+        accept: impl Fn(NodeId) -> bool,
+    ) -> Option<NodeId> {
         let mut rx = self.raft.metrics();
         let wait = async {
             loop {
-                if let Some(l) = rx.borrow_and_update().current_leader {
+                if let Some(l) = rx.borrow_and_update().current_leader.filter(|l| accept(*l)) {
                     return Some(l);
                 }
                 if rx.changed().await.is_err() {
@@ -236,7 +246,7 @@ impl Node {
                 }
             }
         };
-        tokio::time::timeout(limit, wait).await.ok().flatten()
+        tokio::time::timeout_at(until, wait).await.ok().flatten()
     }
 
     /// Commits `entry` through the leader (proposing here or forwarding over gRPC) and
@@ -295,22 +305,10 @@ impl Node {
     /// Waits until this node sees a leader other than `old` (an election finished), for
     /// at most `RETRY_EVERY`, and never past `deadline`.
     async fn leader_change(&self, old: NodeId, deadline: tokio::time::Instant) {
-        let mut rx = self.raft.metrics();
-        let wait = async {
-            loop {
-                let now = rx.borrow_and_update().current_leader;
-                if now.is_some_and(|l| l != old) {
-                    return;
-                }
-                if rx.changed().await.is_err() {
-                    return;
-                }
-            }
-        };
         // Also go again after a moment: the same leader may simply have come back, or a
         // peer may be leaving its reconnect backoff.
         let soon = tokio::time::Instant::now() + RETRY_EVERY;
-        let _ = tokio::time::timeout_at(deadline.min(soon), wait).await;
+        let _ = self.wait_for_leader(deadline.min(soon), |l| l != old).await;
     }
 
     /// A linearizable read barrier: learns the leader's commit point (read index) and

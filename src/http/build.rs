@@ -12,7 +12,7 @@ use super::server_names::ServerNames;
 use super::{Content, HttpConf, ListenGroup, LocConf, Server};
 use crate::config::Cx;
 use crate::upstream::build::UpstreamBuild;
-use crate::upstream::conf::{Method, ServerConf, UpstreamConf};
+use crate::upstream::conf::UpstreamConf;
 use crate::upstream::Upstream;
 
 #[derive(Default)]
@@ -395,33 +395,10 @@ fn merge_ifs(cx: &mut Cx, script: &mut Script, parent: &LocConf) {
 /// `proxy_pass http://host:port` without an `upstream` block: a group of the addresses
 /// the name resolves to now (nginx resolves such names once, at start).
 fn implicit_group(name: &str, at: &str) -> Result<UpstreamConf, String> {
-    let target = if name.contains(':') && !name.ends_with(']') {
-        name.to_string()
-    } else {
-        format!("{name}:80")
-    };
-    let addrs: Vec<SocketAddr> = target
-        .to_socket_addrs()
-        .map_err(|_| format!("host not found in upstream \"{name}\""))?
-        .collect();
-    if addrs.is_empty() {
-        return Err(format!("host not found in upstream \"{name}\""));
-    }
+    let addrs = crate::upstream::build::resolve(name)?;
     let (file, line) = match at.rsplit_once(':') {
         Some((f, l)) => (f.to_string(), l.parse().unwrap_or(0)),
         None => (at.to_string(), 0),
     };
-    Ok(UpstreamConf {
-        name: name.to_string(),
-        servers: addrs
-            .into_iter()
-            .map(|a| ServerConf::new(a, name.to_string()))
-            .collect(),
-        method: Method::RoundRobin,
-        keepalive: None,
-        zone: None,
-        file,
-        line,
-        implicit: true,
-    })
+    Ok(UpstreamConf::implicit(name, addrs, file, line))
 }

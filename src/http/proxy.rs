@@ -248,7 +248,7 @@ pub async fn forward(
             };
             let g = match http.upstreams.get(host) {
                 Some(g) => g.clone(),
-                None => dynamic_group(http, host)?,
+                None => dynamic_group(host)?,
             };
             let pool = http.pool(g.conf().name.as_str());
             let g = Routed {
@@ -511,7 +511,7 @@ fn record_attempt(req: &mut Req, addr: std::net::SocketAddr, status: u16, starte
 
 /// `proxy_pass http://$target` naming an address that is not a group: a one-server
 /// group made for the request (nginx would need a `resolver` for names).
-fn dynamic_group(_http: &HttpConf, host: &str) -> Result<Arc<Upstream>, Fail> {
+fn dynamic_group(host: &str) -> Result<Arc<Upstream>, Fail> {
     let with_port = if host.contains(':') {
         host.to_string()
     } else {
@@ -523,19 +523,7 @@ fn dynamic_group(_http: &HttpConf, host: &str) -> Result<Arc<Upstream>, Fail> {
             format!("no resolver defined to resolve {host}"),
         )
     })?;
-    let conf = crate::upstream::conf::UpstreamConf {
-        name: host.to_string(),
-        servers: vec![crate::upstream::conf::ServerConf::new(
-            addr,
-            host.to_string(),
-        )],
-        method: Balance::RoundRobin,
-        keepalive: None,
-        zone: None,
-        file: String::new(),
-        line: 0,
-        implicit: true,
-    };
+    let conf = crate::upstream::conf::UpstreamConf::implicit(host, vec![addr], String::new(), 0);
     Ok(Arc::new(Upstream::new(conf)))
 }
 

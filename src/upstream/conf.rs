@@ -96,3 +96,23 @@ pub struct UpstreamConf {
     /// `true` for groups created from `proxy_pass http://ADDR` rather than an `upstream` block.
     pub implicit: bool,
 }
+
+impl UpstreamConf {
+    /// The group nginx makes for `proxy_pass http://ADDR` without an `upstream` block:
+    /// round robin over the addresses, nginx's server defaults, no keep-alive.
+    pub fn implicit(name: &str, addrs: Vec<SocketAddr>, file: String, line: u32) -> Self {
+        UpstreamConf {
+            name: name.to_string(),
+            servers: addrs
+                .into_iter()
+                .map(|a| ServerConf::new(a, name.to_string()))
+                .collect(),
+            method: Method::RoundRobin,
+            keepalive: None,
+            zone: None,
+            file,
+            line,
+            implicit: true,
+        }
+    }
+}
