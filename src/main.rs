@@ -265,7 +265,7 @@ async fn start_node(c: &ClusterConf, data_dir: PathBuf) -> Result<Node, String> 
         listener,
         members,
         data_dir,
-        raft: NodeOptions::default_raft_config()?,
+        raft: NodeOptions::raft_config(c.snapshot_entries)?,
         network: raftgate_raft::network::NetworkConfig::default(),
     })
     .await

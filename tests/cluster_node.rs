@@ -89,7 +89,7 @@ impl Cluster {
             listener: Some(listener),
             members: self.addrs.clone(),
             data_dir: self.dirs[(id - 1) as usize].clone(),
-            raft: NodeOptions::default_raft_config().expect("config"),
+            raft: NodeOptions::raft_config(None).expect("config"),
             network: network(),
         })
         .await
@@ -260,7 +260,7 @@ async fn a_single_node_without_peers_elects_itself_and_keeps_state_across_restar
         listener: None,
         members: BTreeMap::from([(1, String::new())]),
         data_dir: dir.clone(),
-        raft: NodeOptions::default_raft_config().expect("config"),
+        raft: NodeOptions::raft_config(None).expect("config"),
         network: NetworkConfig::default(),
     };
     let node = Node::start(opts()).await.expect("start");
@@ -304,7 +304,7 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
         listener: None,
         members: BTreeMap::from([(1, String::new())]),
         data_dir: dir.clone(),
-        raft: NodeOptions::default_raft_config().expect("config"),
+        raft: NodeOptions::raft_config(None).expect("config"),
         network: NetworkConfig::default(),
     };
     let node = Node::start(single).await.expect("single node");
@@ -323,7 +323,7 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
             (3, "127.0.0.1:3".into()),
         ]),
         data_dir: dir.clone(),
-        raft: NodeOptions::default_raft_config().expect("config"),
+        raft: NodeOptions::raft_config(None).expect("config"),
         network: NetworkConfig::default(),
     };
     let err = Node::start(three).await.err().expect("refused");

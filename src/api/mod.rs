@@ -32,7 +32,9 @@
 //!   confirmed within [`WRITE_TIMEOUT`] answers 504 `WriteOutcomeUnknown` (it may still
 //!   apply). Reducer rejections map through [`Rejected::api_error`] with their own text.
 //! - **Keyval bodies and `fields`**: see [`keyvals`] and [`json`].
+//! - **`/2/cluster`** is raftgate's own: see [`cluster`].
 
+pub mod cluster;
 pub mod error;
 pub mod json;
 pub mod keyvals;
@@ -47,8 +49,9 @@ use bytes::Bytes;
 use raftgate_raft::types::Response;
 use raftgate_raft::{Command, Entry, Rejected, Request, State};
 
-use crate::cluster::{Node, WriteError};
+use crate::cluster::{ClusterStatus, Node, WriteError};
 use error::{error_body, ApiError};
+use raftgate_raft::network::{MembershipChange, MembershipError};
 use route::{is_write, Query, Route};
 
 /// How long a write waits to be committed and applied here before answering 504.
@@ -122,6 +125,10 @@ pub(crate) trait Backend {
     async fn propose(&self, entry: Entry) -> Result<Response, WriteError>;
     /// Reads this node's applied state.
     fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R;
+    /// The cluster as this node sees it.
+    async fn cluster_status(&self) -> ClusterStatus;
+    /// Runs a membership change through the leader; the index it committed at.
+    async fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError>;
 }
 
 impl Backend for Node {
@@ -140,6 +147,14 @@ impl Backend for Node {
     fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         let applied = self.reader.load();
         f(applied.state())
+    }
+
+    async fn cluster_status(&self) -> ClusterStatus {
+        Node::status(self).await
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError> {
+        Node::change_membership(self, change).await
     }
 }
 
@@ -188,6 +203,18 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
                 keyvals::get_zone(b, &zone, &query)
             }
         },
+        Route::Cluster => cluster::status(b).await,
+        Route::ClusterNodes => match *req.method {
+            http::Method::POST => cluster::add(b, &req.body).await,
+            _ => cluster::nodes(b).await,
+        },
+        Route::ClusterNode(id) => {
+            let id = cluster::node_id(&id)?;
+            match *req.method {
+                http::Method::DELETE => cluster::remove(b, id).await,
+                _ => cluster::node(b, id).await,
+            }
+        }
     }
 }
 

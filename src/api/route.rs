@@ -16,7 +16,7 @@ pub const VERSIONS: [u32; 1] = [2];
 /// The endpoints under `/2/`, as far as raftgate serves them. `stream` is listed whether or
 /// not a `stream {}` block exists, as nginx does; its endpoints then answer 404
 /// `StreamNotConfigured`.
-pub const ROOT_ENDPOINTS: [&str; 2] = ["http", "stream"];
+pub const ROOT_ENDPOINTS: [&str; 3] = ["cluster", "http", "stream"];
 /// The endpoints under `/2/http/` and `/2/stream/`.
 pub const KIND_ENDPOINTS: [&str; 1] = ["keyvals"];
 
@@ -33,9 +33,17 @@ pub enum Route {
     Keyvals(Kind),
     /// `/2/http/keyvals/{zone}`.
     Zone(Ref),
+    /// `/2/cluster`: raftgate's cluster status.
+    Cluster,
+    /// `/2/cluster/nodes`: the members; POST adds one.
+    ClusterNodes,
+    /// `/2/cluster/nodes/{id}`, the id as written; DELETE removes it.
+    ClusterNode(String),
 }
 
 const READ: &[Method] = &[Method::GET, Method::HEAD];
+const NODES: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+const NODE: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
 const ZONE: &[Method] = &[
     Method::GET,
     Method::HEAD,
@@ -50,6 +58,8 @@ impl Route {
     pub fn methods(&self) -> &'static [Method] {
         match self {
             Route::Zone(_) => ZONE,
+            Route::ClusterNodes => NODES,
+            Route::ClusterNode(_) => NODE,
             _ => READ,
         }
     }
@@ -57,7 +67,11 @@ impl Route {
     /// Whether the path is under `/2/stream/`.
     pub fn is_stream(&self) -> bool {
         match self {
-            Route::Versions | Route::Root => false,
+            Route::Versions
+            | Route::Root
+            | Route::Cluster
+            | Route::ClusterNodes
+            | Route::ClusterNode(_) => false,
             Route::Block(k) | Route::Keyvals(k) => *k == Kind::Stream,
             Route::Zone(z) => z.kind == Kind::Stream,
         }
@@ -80,6 +94,7 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
     }
     let kind = match segments.next() {
         None => return Ok(Route::Root),
+        Some("cluster") => return cluster_route(segments),
         Some("http") => Kind::Http,
         Some("stream") => Kind::Stream,
         Some(_) => return Err(ApiError::path_not_found()),
@@ -99,6 +114,19 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
         kind,
         name: zone.to_string(),
     }))
+}
+
+fn cluster_route<'a>(mut segments: impl Iterator<Item = &'a str>) -> Result<Route, ApiError> {
+    let route = match (segments.next(), segments.next()) {
+        (None, _) => Route::Cluster,
+        (Some("nodes"), None) => Route::ClusterNodes,
+        (Some("nodes"), Some(id)) => Route::ClusterNode(id.to_string()),
+        _ => return Err(ApiError::path_not_found()),
+    };
+    match segments.next() {
+        None => Ok(route),
+        Some(_) => Err(ApiError::path_not_found()),
+    }
 }
 
 /// Query arguments in order, names and values percent-decoded.
@@ -212,7 +240,8 @@ mod tests {
         }
         for p in [
             "/2/nginx",
-            "/2/cluster",
+            "/2/cluster/leader",
+            "/2/cluster/nodes/1/x",
             "/2/http/upstreams/",
             "/2/http/keyval",
             "/2/HTTP/keyvals/",
@@ -223,6 +252,22 @@ mod tests {
             assert_eq!(code(p), "PathNotFound", "{p}");
             assert_eq!(route(p).expect_err("404").status, 404);
         }
+    }
+
+    #[test]
+    fn cluster_paths() {
+        for p in ["/2/cluster", "/2/cluster/"] {
+            assert_eq!(route(p), Ok(Route::Cluster), "{p}");
+        }
+        assert_eq!(route("/2/cluster/nodes/"), Ok(Route::ClusterNodes));
+        assert_eq!(
+            route("/2/cluster/nodes/4"),
+            Ok(Route::ClusterNode("4".into()))
+        );
+        assert_eq!(Route::ClusterNodes.methods(), NODES);
+        assert_eq!(Route::ClusterNode("4".into()).methods(), NODE);
+        assert_eq!(Route::Cluster.methods(), READ);
+        assert!(!Route::Cluster.is_stream());
     }
 
     #[test]

@@ -10,7 +10,8 @@ use raftgate_raft::{Command, Entry, KeyType, Ref, State};
 use serde_json::{json, Value};
 
 use super::{serve, ApiRequest, ApiResponse, Backend};
-use crate::cluster::WriteError;
+use crate::cluster::{ClusterStatus, NodeStatus, WriteError};
+use raftgate_raft::network::{MembershipChange, MembershipError};
 
 #[derive(Default)]
 struct Fake {
@@ -19,6 +20,20 @@ struct Fake {
     barrier_error: Option<String>,
     write_error: Option<WriteError>,
     barriers: Mutex<u32>,
+    members: Mutex<Vec<NodeStatus>>,
+    membership_error: Option<MembershipError>,
+}
+
+fn member(id: u64, role: &'static str) -> NodeStatus {
+    NodeStatus {
+        id,
+        address: format!("127.0.0.1:710{id}"),
+        role,
+        voter: role != "learner",
+        matched_index: Some(7),
+        lag: Some(0),
+        last_contact: Some(0),
+    }
 }
 
 impl Backend for Fake {
@@ -44,10 +59,51 @@ impl Backend for Fake {
     fn with_state<R>(&self, f: impl FnOnce(&State) -> R) -> R {
         f(&self.state.lock().expect("lock").1)
     }
+
+    async fn cluster_status(&self) -> ClusterStatus {
+        ClusterStatus {
+            id: 1,
+            state: "leader",
+            leader: Some(1),
+            term: 2,
+            commit_index: Some(7),
+            applied_index: Some(7),
+            last_log_index: Some(7),
+            snapshot_index: None,
+            purged_index: None,
+            last_contact: Some(0),
+            membership_index: Some(1),
+            nodes: self.members.lock().expect("lock").clone(),
+        }
+    }
+
+    async fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError> {
+        if let Some(e) = &self.membership_error {
+            return Err(e.clone());
+        }
+        let mut members = self.members.lock().expect("lock");
+        match change {
+            MembershipChange::Add { id, addr, voter } => members.push(NodeStatus {
+                address: addr,
+                ..member(id, if voter { "voter" } else { "learner" })
+            }),
+            MembershipChange::Remove { id } => {
+                let before = members.len();
+                members.retain(|m| m.id != id);
+                if members.len() == before {
+                    return Err(MembershipError::NotFound(id));
+                }
+            }
+        }
+        Ok(8)
+    }
 }
 
 fn fake() -> Fake {
-    let f = Fake::default();
+    let f = Fake {
+        members: Mutex::new(vec![member(1, "leader"), member(2, "voter")]),
+        ..Fake::default()
+    };
     for zone in [Ref::http("one"), Ref::http("two"), Ref::stream("one")] {
         let mut g = f.state.lock().expect("lock");
         g.0 += 1;
@@ -138,8 +194,8 @@ async fn listings_versions_and_unknown_paths() {
     for (path, want) in [
         ("/", json!([2])),
         ("", json!([2])),
-        ("/2", json!(["http", "stream"])),
-        ("/2/", json!(["http", "stream"])),
+        ("/2", json!(["cluster", "http", "stream"])),
+        ("/2/", json!(["cluster", "http", "stream"])),
         ("/2/http", json!(["keyvals"])),
         ("/2/stream/", json!(["keyvals"])),
     ] {
@@ -421,4 +477,158 @@ async fn writes_are_deduplicated_requests_with_the_clock() {
             key: "a".into()
         }
     );
+}
+
+#[tokio::test]
+async fn cluster_status_and_members() {
+    let f = fake();
+    let r = call("/2/cluster").on(&f).await;
+    assert_eq!(r.status, 200);
+    let v = body(&r);
+    assert_eq!(v["leader"], 1);
+    assert_eq!(v["nodes"][1]["role"], "voter");
+    assert_eq!(v["nodes"][1]["address"], "127.0.0.1:7102");
+    let r = call("/2/cluster/nodes/2").on(&f).await;
+    assert_eq!((r.status, body(&r)["id"].clone()), (200, json!(2)));
+    let r = call("/2/cluster/nodes/9").on(&f).await;
+    error(&r, 404, "ClusterNodeNotFound");
+    let r = call("/2/cluster/nodes/x").on(&f).await;
+    error(&r, 400, "ClusterNodeFormatError");
+}
+
+#[tokio::test]
+async fn cluster_add_and_remove() {
+    let f = fake();
+    let add = r#"{"id": 3, "address": "127.0.0.1:7103"}"#;
+    let r = call("/2/cluster/nodes")
+        .method(Method::POST, add)
+        .on(&f)
+        .await;
+    assert_eq!(r.status, 201, "{r:?}");
+    assert_eq!(body(&r)["role"], "voter");
+    let learner = r#"{"id": 4, "address": "h:7104", "voter": false}"#;
+    let r = call("/2/cluster/nodes/")
+        .method(Method::POST, learner)
+        .on(&f)
+        .await;
+    assert_eq!(
+        (r.status, body(&r)["role"].clone()),
+        (201, json!("learner"))
+    );
+    let r = call("/2/cluster/nodes/2")
+        .method(Method::DELETE, "")
+        .on(&f)
+        .await;
+    assert_eq!(r.status, 200);
+    let ids: Vec<Value> = body(&r)
+        .as_array()
+        .expect("array")
+        .iter()
+        .map(|n| n["id"].clone())
+        .collect();
+    assert_eq!(ids, vec![json!(1), json!(3), json!(4)]);
+    let r = call("/2/cluster/nodes/2")
+        .method(Method::DELETE, "")
+        .on(&f)
+        .await;
+    error(&r, 404, "ClusterNodeNotFound");
+}
+
+#[tokio::test]
+async fn cluster_bad_bodies_change_nothing() {
+    let f = fake();
+    for (b, status, c) in [
+        ("{", 415, "JsonError"),
+        ("", 415, "JsonError"),
+        ("[1]", 400, "ClusterNodeFormatError"),
+        (r#"{"id": 3}"#, 400, "ClusterNodeFormatError"),
+        (
+            r#"{"id": "3", "address": "h:1"}"#,
+            400,
+            "ClusterNodeFormatError",
+        ),
+        (
+            r#"{"id": 0, "address": "h:1"}"#,
+            400,
+            "ClusterNodeFormatError",
+        ),
+        (
+            r#"{"id": 3, "address": "nohost"}"#,
+            400,
+            "ClusterNodeFormatError",
+        ),
+        (
+            r#"{"id": 3, "address": "h:99999"}"#,
+            400,
+            "ClusterNodeFormatError",
+        ),
+        (
+            r#"{"id": 3, "address": "h:1", "extra": 1}"#,
+            400,
+            "ClusterNodeFormatError",
+        ),
+    ] {
+        let r = call("/2/cluster/nodes")
+            .method(Method::POST, b)
+            .on(&f)
+            .await;
+        error(&r, status, c);
+    }
+    assert_eq!(f.members.lock().expect("lock").len(), 2);
+    let r = call("/2/cluster/nodes")
+        .method(Method::PUT, "{}")
+        .on(&f)
+        .await;
+    error(&r, 405, "MethodNotSupported");
+    let r = call("/2/cluster").method(Method::POST, "{}").on(&f).await;
+    assert_eq!(r.status, 405);
+    let mut ro = call("/2/cluster/nodes/2").method(Method::DELETE, "");
+    ro.write = false;
+    let r = ro.on(&f).await;
+    error(&r, 405, "MethodDisabled");
+    assert_eq!(f.members.lock().expect("lock").len(), 2);
+}
+
+#[tokio::test]
+async fn cluster_change_errors_map_to_statuses() {
+    for (e, status, c) in [
+        (
+            MembershipError::InProgress("x".into()),
+            409,
+            "ClusterChangeInProgress",
+        ),
+        (
+            MembershipError::NotLeader { leader: None },
+            503,
+            "ClusterUnavailable",
+        ),
+        (
+            MembershipError::Invalid("x".into()),
+            400,
+            "ClusterChangeInvalid",
+        ),
+        (
+            MembershipError::NotCaughtUp {
+                id: 3,
+                reason: "x".into(),
+            },
+            504,
+            "ClusterNodeNotCaughtUp",
+        ),
+        (
+            MembershipError::Unknown("x".into()),
+            504,
+            "WriteOutcomeUnknown",
+        ),
+    ] {
+        let f = Fake {
+            membership_error: Some(e.clone()),
+            ..fake()
+        };
+        let r = call("/2/cluster/nodes/2")
+            .method(Method::DELETE, "")
+            .on(&f)
+            .await;
+        error(&r, status, c);
+    }
 }

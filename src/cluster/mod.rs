@@ -3,8 +3,10 @@
 //! the data path reads without waiting.
 
 pub mod node;
+pub mod status;
 
 pub use node::{Node, NodeOptions, WriteError};
+pub use status::{ClusterStatus, NodeStatus};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -13,7 +13,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use openraft::{BasicNode, Config};
-use raftgate_raft::network::{self, ForwardError, NetworkConfig, Peers, ReadIndexError};
+use raftgate_raft::network::{
+    self, ForwardError, MembershipChange, MembershipError, NetworkConfig, Peers, ReadIndexError,
+};
 use raftgate_raft::types::{LogId, Raft, Response};
 use raftgate_raft::{Entry, NodeId};
 use raftgate_storage::StateReader;
@@ -38,14 +40,18 @@ pub struct NodeOptions {
 impl NodeOptions {
     /// Raft timing for a LAN: heartbeats every 100 ms, elections after 400–800 ms of
     /// silence (well above a durable append of ~0.3 ms and a loopback round trip).
-    pub fn default_raft_config() -> Result<Arc<Config>, String> {
+    /// A snapshot every `snapshot_entries` entries (10,000 unless the `cluster` block
+    /// says), keeping up to 1,000 entries behind it so a follower that is briefly behind
+    /// catches up from the log rather than by a whole snapshot.
+    pub fn raft_config(snapshot_entries: Option<u64>) -> Result<Arc<Config>, String> {
+        let every = snapshot_entries.unwrap_or(DEFAULT_SNAPSHOT_ENTRIES);
         let c = Config {
             cluster_name: "raftgate".to_string(),
             heartbeat_interval: 100,
             election_timeout_min: 400,
             election_timeout_max: 800,
-            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(10_000),
-            max_in_snapshot_log_to_keep: 1_000,
+            snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(every),
+            max_in_snapshot_log_to_keep: every.min(1_000),
             ..Config::default()
         };
         c.validate()
@@ -53,6 +59,9 @@ impl NodeOptions {
             .map_err(|e| format!("raft configuration: {e}"))
     }
 }
+
+/// Log entries between snapshots when the `cluster` block does not say.
+pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 10_000;
 
 /// Why a write was not answered with the reducer's result.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -177,7 +186,7 @@ impl Node {
         if let Some(listener) = o.listener {
             raft_addr = listener.local_addr().ok();
             let (tx, rx) = oneshot::channel::<()>();
-            let svc = network::service_with(raft.clone(), o.network.clone());
+            let svc = network::service_for(raft.clone(), peers.clone());
             let task = tokio::spawn(async move {
                 if let Err(e) = network::serve(listener, svc, async {
                     let _ = rx.await;
@@ -209,6 +218,11 @@ impl Node {
                 }
             }
             record_identity(&o.data_dir, &o.members)?;
+        } else {
+            crate::log_info!(
+                "node {} is not among the initial members: it joins when added through POST /api/2/cluster/nodes on a member",
+                o.id
+            );
         }
         Ok(Node {
             id: o.id,
@@ -349,6 +363,63 @@ impl Node {
                 reason: format!("index {index} not applied here within {timeout:?}"),
             })
         }
+    }
+
+    /// Runs a membership change through the leader (here or over gRPC), then waits
+    /// until this node has applied it, so a status read here shows the new membership.
+    /// A change that certainly did not start (no leader yet, leader unreachable or just
+    /// moved) is retried within `LEADER_WAIT`.
+    pub async fn change_membership(
+        &self,
+        change: MembershipChange,
+    ) -> Result<u64, MembershipError> {
+        let deadline = tokio::time::Instant::now() + LEADER_WAIT;
+        let mut hint: Option<NodeId> = None;
+        let done =
+            loop {
+                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+                let leader = match hint.take() {
+                    Some(l) => l,
+                    None => self
+                        .leader(remaining)
+                        .await
+                        .ok_or(MembershipError::NotLeader { leader: None })?,
+                };
+                let r = if leader == self.id {
+                    network::change_membership(
+                        &self.raft,
+                        &self.peers,
+                        change.clone(),
+                        network::MEMBERSHIP_TIMEOUT,
+                    )
+                    .await
+                } else {
+                    self.peers
+                        .change_membership(leader, &change, network::MEMBERSHIP_TIMEOUT)
+                        .await
+                };
+                let retry = tokio::time::Instant::now() < deadline;
+                match r {
+                    Ok(done) => break done,
+                    Err(MembershipError::NotLeader { leader: Some(l) }) if retry && l != leader => {
+                        hint = Some(l)
+                    }
+                    Err(
+                        MembershipError::NotLeader { .. } | MembershipError::Unreachable { .. },
+                    ) if retry => self.leader_change(leader, deadline).await,
+                    Err(e) => return Err(e),
+                }
+            };
+        // A node that removed itself may never receive the entry that completes its
+        // removal (the leader stops replicating to it): nothing to wait for.
+        let removed_self = change == MembershipChange::Remove { id: self.id };
+        if !removed_self && !network::wait_applied(&self.raft, done.log_index, LEADER_WAIT).await {
+            return Err(MembershipError::Unknown(format!(
+                "committed at index {} but not applied on this node in time",
+                done.log_index
+            )));
+        }
+        Ok(done.log_index)
     }
 
     /// Stops Raft and the gRPC server; the store is flushed when its last handle drops.

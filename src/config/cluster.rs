@@ -31,6 +31,8 @@ pub struct ClusterConf {
     /// Initial members: id → address other nodes dial (`host:port`).
     pub peers: BTreeMap<u64, String>,
     pub data_dir: Option<PathBuf>,
+    /// `snapshot_entries`: build a snapshot after this many log entries.
+    pub snapshot_entries: Option<u64>,
     /// FILE:LINE of the block, for messages about the merged result.
     pub at: String,
 }
@@ -42,6 +44,7 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "listen", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(listen) },
     Spec { name: "peer", contexts: ctx::CLUSTER, args: Args::Exactly(2), block: false, handler: Handler::Cluster(peer) },
     Spec { name: "data_dir", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(data_dir) },
+    Spec { name: "snapshot_entries", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(snapshot_entries) },
 ];
 
 fn cluster(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -60,11 +63,6 @@ fn cluster(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), Stri
         &mut Frame::Cluster(&mut c),
         d.block.as_deref().unwrap_or_default(),
     );
-    if let Some(id) = c.node_id {
-        if !c.peers.is_empty() && !c.peers.contains_key(&id) {
-            return Err(format!("node_id {id} is not among the peers: list every initial member, this node included"));
-        }
-    }
     m.cluster = Some(c);
     Ok(())
 }
@@ -108,6 +106,22 @@ fn peer(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> {
 
 fn data_dir(cx: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> {
     c.data_dir = Some(cx.path(d.arg(0)));
+    Ok(())
+}
+
+fn snapshot_entries(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> {
+    let n = d
+        .arg(0)
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (10..=10_000_000).contains(n))
+        .ok_or_else(|| {
+            format!(
+                "invalid snapshot_entries \"{}\": a number of log entries from 10 to 10000000",
+                d.arg(0)
+            )
+        })?;
+    c.snapshot_entries = Some(n);
     Ok(())
 }
 
@@ -162,14 +176,6 @@ pub fn effective(main: &MainConf, o: &Overrides) -> Result<ClusterConf, String> 
     } else {
         format!("{}: ", c.at)
     };
-    if let Some(id) = c.node_id {
-        if !c.peers.is_empty() && !c.peers.contains_key(&id) {
-            return Err(format!(
-                "{at}node id {id} is not among the peers {:?}",
-                c.peers.keys().collect::<Vec<_>>()
-            ));
-        }
-    }
     if c.peers.len() > 1 && c.listen.is_none() {
         return Err(format!(
             "{at}a multi-node cluster needs \"listen\" for its Raft port"
@@ -223,11 +229,8 @@ mod tests {
                 || has("c.conf:7: \"server_name\" directive is not allowed here"),
             "{errs:?}"
         );
-        let errs = load("cluster {\n node_id 4;\n peer 1 127.0.0.1:7101;\n}\n").expect_err("bad");
-        assert!(
-            errs[0].starts_with("c.conf:1: node_id 4 is not among the peers"),
-            "{errs:?}"
-        );
+        // A node outside the initial members is one that joins later.
+        assert!(load("cluster {\n node_id 4;\n peer 1 127.0.0.1:7101;\n}\nevents {}\n").is_ok());
         assert!(load("cluster { }\ncluster { }\n").expect_err("dup")[0].contains("duplicate"));
     }
 
@@ -248,13 +251,14 @@ mod tests {
                 Some(PathBuf::from("/d3"))
             )
         );
-        let bad = Overrides {
+        let joining = Overrides {
             node_id: Some(9),
             ..Default::default()
         };
-        assert!(effective(&c.main, &bad)
-            .expect_err("not a peer")
-            .contains("node id 9 is not among the peers"));
+        assert_eq!(
+            effective(&c.main, &joining).expect("joins").node_id,
+            Some(9)
+        );
         let flags = Overrides {
             node_id: Some(1),
             ..Default::default()

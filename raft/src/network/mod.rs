@@ -16,6 +16,7 @@
 
 mod client;
 mod error;
+mod membership;
 mod peer;
 mod server;
 
@@ -31,10 +32,18 @@ use serde::Serialize;
 
 pub use client::PeerClient;
 pub use error::{ForwardError, ReadIndexError};
+pub use membership::{
+    change_membership, leader_view, LeaderView, MemberView, MembershipChange, MembershipDone,
+    MembershipError,
+};
 pub use peer::Peers;
 pub use server::{
-    confirm_read_index, propose, serve, service, service_with, wait_applied, RaftService,
+    confirm_read_index, propose, serve, service, service_for, service_with, wait_applied,
+    RaftService,
 };
+
+/// How long a membership change may take on the leader, a learner's catch-up included.
+pub const MEMBERSHIP_TIMEOUT: Duration = Duration::from_secs(30);
 
 const MIB: u64 = 1024 * 1024;
 

@@ -50,6 +50,8 @@ impl std::error::Error for CallError {}
 struct Backoff {
     failures: u32,
     retry_at: Option<Instant>,
+    /// When the peer last answered a call: the leader's "last contact" with it.
+    last_answer: Option<Instant>,
 }
 
 /// One peer: its address, its channel and its backoff state.
@@ -116,6 +118,7 @@ impl Peer {
         let mut backoff = self.backoff();
         backoff.failures = 0;
         backoff.retry_at = None;
+        backoff.last_answer = Some(Instant::now());
     }
 
     fn failed(&self) {
@@ -190,6 +193,11 @@ pub struct Peers {
     config: Arc<NetworkConfig>,
     peers: Arc<Mutex<HashMap<NodeId, Arc<Peer>>>>,
     membership: Arc<Mutex<Option<Metrics>>>,
+    /// When each node last sent this one an AppendEntries (a follower's contact with
+    /// its leader).
+    heard: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// Serializes membership changes run by this node as leader.
+    membership_change: Arc<tokio::sync::Mutex<()>>,
 }
 
 type Metrics = tokio::sync::watch::Receiver<openraft::RaftMetrics<NodeId, openraft::BasicNode>>;
@@ -200,6 +208,8 @@ impl Peers {
             config: Arc::new(config),
             peers: Arc::default(),
             membership: Arc::default(),
+            heard: Arc::default(),
+            membership_change: Arc::default(),
         }
     }
 
@@ -218,9 +228,32 @@ impl Peers {
         self.peer_at(id, addr);
     }
 
+    /// Records that `leader` just sent this node an AppendEntries.
+    pub fn heard_from(&self, leader: NodeId) {
+        let mut heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.insert(leader, Instant::now());
+    }
+
+    /// How long since `id` last answered this node or sent it an AppendEntries.
+    pub fn since_contact(&self, id: NodeId) -> Option<Duration> {
+        let heard = {
+            let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+            heard.get(&id).copied()
+        };
+        let answered = {
+            let peers = self.peers.lock().unwrap_or_else(PoisonError::into_inner);
+            peers.get(&id).and_then(|p| p.backoff().last_answer)
+        };
+        heard.max(answered).map(|at| at.elapsed())
+    }
+
+    pub(crate) fn membership_lock(&self) -> &tokio::sync::Mutex<()> {
+        &self.membership_change
+    }
+
     /// The address recorded for `id`.
     pub fn addr(&self, id: NodeId) -> Option<String> {
-        self.peer(id).map(|p| p.addr.clone())
+        self.peer_by_id(id).map(|p| p.addr.clone())
     }
 
     pub(crate) fn peer_at(&self, id: NodeId, addr: &str) -> Arc<Peer> {
@@ -237,7 +270,7 @@ impl Peers {
 
     /// The peer for `id`, at the address the tracked membership gives it now, else at
     /// the last address recorded.
-    fn peer(&self, id: NodeId) -> Option<Arc<Peer>> {
+    pub(crate) fn peer_by_id(&self, id: NodeId) -> Option<Arc<Peer>> {
         let addr = {
             let membership = self
                 .membership
@@ -279,10 +312,12 @@ impl Peers {
         leader: NodeId,
         entry: &Entry,
     ) -> Result<(Response, LogId), ForwardError> {
-        let peer = self.peer(leader).ok_or_else(|| ForwardError::Unreachable {
-            target: leader,
-            reason: "no address known for this node".to_string(),
-        })?;
+        let peer = self
+            .peer_by_id(leader)
+            .ok_or_else(|| ForwardError::Unreachable {
+                target: leader,
+                reason: "no address known for this node".to_string(),
+            })?;
         let body = encode(entry).map_err(|e| ForwardError::Refused {
             reason: format!("encoding the entry: {e}"),
         })?;
@@ -305,7 +340,7 @@ impl Peers {
     /// applied that index ([`super::wait_applied`]) and reads locally.
     pub async fn read_index(&self, leader: NodeId) -> Result<u64, ReadIndexError> {
         let peer = self
-            .peer(leader)
+            .peer_by_id(leader)
             .ok_or_else(|| ReadIndexError::Unreachable {
                 target: leader,
                 reason: "no address known for this node".to_string(),

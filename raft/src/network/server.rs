@@ -13,12 +13,13 @@ use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
 
 use super::error::{ForwardError, ReadIndexError};
+use super::membership::{change_membership, leader_view, MembershipChange};
 use super::proto::raft_node_server::{RaftNode, RaftNodeServer};
 use super::proto::{
     forward_reply, read_index_reply, snapshot_chunk, Committed, ForwardReply, ForwardRequest,
     NotLeader, Payload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
 };
-use super::{decode, encode, NetworkConfig};
+use super::{decode, encode, NetworkConfig, Peers, MEMBERSHIP_TIMEOUT};
 use crate::types::{LogId, Raft, Response, TypeConfig, Vote};
 use crate::{Entry, NodeId};
 
@@ -26,6 +27,9 @@ use crate::{Entry, NodeId};
 pub struct RaftService {
     raft: Raft,
     config: NetworkConfig,
+    /// The node's own client side: where contacts are recorded and membership changes
+    /// are serialized.
+    peers: Peers,
 }
 
 /// The service with default deadlines and limits.
@@ -35,10 +39,21 @@ pub fn service(raft: Raft) -> RaftNodeServer<RaftService> {
 
 /// The service with `config`'s commit and read-index deadlines and message limits.
 pub fn service_with(raft: Raft, config: NetworkConfig) -> RaftNodeServer<RaftService> {
+    service_for(raft, Peers::new(config))
+}
+
+/// The service of a node whose client side is `peers` (the network factory its `Raft`
+/// was built with), so contacts and membership changes are shared between the two.
+pub fn service_for(raft: Raft, peers: Peers) -> RaftNodeServer<RaftService> {
+    let config = peers.config().clone();
     let max = config.max_message_bytes;
-    RaftNodeServer::new(RaftService { raft, config })
-        .max_decoding_message_size(max)
-        .max_encoding_message_size(max)
+    RaftNodeServer::new(RaftService {
+        raft,
+        config,
+        peers,
+    })
+    .max_decoding_message_size(max)
+    .max_encoding_message_size(max)
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then closes every
@@ -82,6 +97,9 @@ impl RaftNode for RaftService {
     ) -> Result<GrpcResponse<Payload>, Status> {
         let rpc: AppendEntriesRequest<TypeConfig> =
             decode(&request.into_inner().data).map_err(|e| invalid("append entries", e))?;
+        if let Some(leader) = rpc.vote.leader_id().voted_for() {
+            self.peers.heard_from(leader);
+        }
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -165,6 +183,22 @@ impl RaftNode for RaftService {
         Ok(GrpcResponse::new(ForwardReply {
             outcome: Some(outcome),
         }))
+    }
+
+    async fn change_membership(
+        &self,
+        request: Request<Payload>,
+    ) -> Result<GrpcResponse<Payload>, Status> {
+        let change: MembershipChange =
+            decode(&request.into_inner().data).map_err(|e| invalid("membership change", e))?;
+        reply(&change_membership(&self.raft, &self.peers, change, MEMBERSHIP_TIMEOUT).await)
+    }
+
+    async fn leader_view(
+        &self,
+        _request: Request<Payload>,
+    ) -> Result<GrpcResponse<Payload>, Status> {
+        reply(&leader_view(&self.raft, &self.peers))
     }
 
     async fn read_index(
