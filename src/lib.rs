@@ -10,6 +10,7 @@ pub mod config;
 pub mod dev;
 pub mod http;
 pub mod keyval;
+pub mod local;
 pub mod log;
 pub mod runtime;
 pub mod signals;

@@ -16,6 +16,7 @@ const DEFAULT_CONF: &str = "/etc/raftgate/raftgate.conf";
 const USAGE: &str =
     "usage: raftgate [-h] [-v] [-t] [-c FILE] [-p PREFIX] [-s stop|quit|reload|reopen]
        raftgate dev [--listen ADDR] [--data-dir DIR]
+       raftgate cluster local [--nodes N] [--dir DIR] [--http-port P] [--raft-port P]
 
   -c FILE    configuration file (default /etc/raftgate/raftgate.conf)
   -p PREFIX  directory that relative paths in the configuration resolve against
@@ -27,7 +28,11 @@ const USAGE: &str =
              override the cluster block's node_id, listen and data_dir (also
              RAFTGATE_NODE_ID, RAFTGATE_RAFT_LISTEN, RAFTGATE_DATA_DIR; flags win)
   dev        single-node development mode on an embedded configuration, with three
-             demo backends; data in --data-dir (default ./raftgate-dev)";
+             demo backends; data in --data-dir (default ./raftgate-dev)
+  cluster local
+             N nodes (default 3) as real processes on loopback, each in DIR/nN
+             (default ./raftgate-local): HTTP on ports P.. (default 8081..), Raft
+             on 7101..; port 0 picks free ports. Ctrl-C stops them all";
 
 struct Cli {
     conf: Option<PathBuf>,
@@ -35,6 +40,7 @@ struct Cli {
     test: bool,
     signal: Option<String>,
     dev: Option<raftgate::dev::DevOptions>,
+    local: Option<raftgate::local::LocalOptions>,
     /// `--node-id`, `--raft-listen`, `--data-dir`: over the `cluster` block.
     cluster: Overrides,
 }
@@ -46,8 +52,18 @@ fn parse_args(args: &[String]) -> Result<Option<Cli>, String> {
         test: false,
         signal: None,
         dev: None,
+        local: None,
         cluster: Overrides::default(),
     };
+    if args.first().map(String::as_str) == Some("cluster") {
+        return match args.get(1).map(String::as_str) {
+            Some("local") => {
+                cli.local = Some(raftgate::local::LocalOptions::parse(&args[2..])?);
+                Ok(Some(cli))
+            }
+            _ => Err("usage: raftgate cluster local [--nodes N] [--dir DIR] [--http-port P] [--raft-port P]".into()),
+        };
+    }
     let mut it = args.iter();
     while let Some(a) = it.next() {
         match a.as_str() {
@@ -125,6 +141,9 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
+    if let Some(l) = cli.local {
+        return raftgate::local::run(l);
+    }
     if let Some(d) = cli.dev {
         return run_dev(d);
     }
@@ -303,6 +322,7 @@ fn serve(
                 return ExitCode::FAILURE;
             }
         };
+        raftgate::cluster::expiry::spawn(Arc::downgrade(&node));
         let zones = config
             .http
             .as_ref()

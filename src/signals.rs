@@ -71,6 +71,14 @@ pub fn send(pid_file: &Path, name: &str) -> Result<(), String> {
             pid_file.display()
         )
     })?;
+    kill(pid, sig)
+}
+
+/// kill(2): sends `sig` to process `pid` (> 0).
+pub fn kill(pid: libc::pid_t, sig: libc::c_int) -> Result<(), String> {
+    if pid <= 0 {
+        return Err(format!("invalid pid {pid}"));
+    }
     #[allow(unsafe_code)]
     // SAFETY: kill(2) with a positive pid and a valid signal number has no memory effects.
     let rc = unsafe { libc::kill(pid, sig) };

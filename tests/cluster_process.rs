@@ -359,3 +359,108 @@ fn a_follower_behind_a_purged_log_catches_up_by_snapshot() {
     );
     assert_has_all(&c, behind, &acked);
 }
+
+#[test]
+fn cluster_local_starts_three_nodes_and_ctrl_c_stops_them_all() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("raftgate-local-{}", fastrand::u64(..)));
+    let mut parent = std::process::Command::new(BIN)
+        .args([
+            "cluster",
+            "local",
+            "--nodes",
+            "3",
+            "--http-port",
+            "0",
+            "--raft-port",
+            "0",
+        ])
+        .arg("--dir")
+        .arg(&dir)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    let out = std::io::BufReader::new(parent.stdout.take().expect("stdout"));
+    let mut nodes: Vec<(std::net::SocketAddr, i32)> = Vec::new();
+    let mut lines = out.lines();
+    for line in lines.by_ref() {
+        let line = line.expect("line");
+        // "  node 1  http://127.0.0.1:P/   api ...   raft ...   pid N   log ..."
+        if let Some(rest) = line.trim().strip_prefix("node ") {
+            let words: Vec<&str> = rest.split_whitespace().collect();
+            let http = words[1].trim_start_matches("http://").trim_end_matches('/');
+            let pid = words[words.iter().position(|w| *w == "pid").expect("pid") + 1];
+            nodes.push((http.parse().expect("addr"), pid.parse().expect("pid")));
+        }
+        if line.starts_with("cluster formed") {
+            break;
+        }
+    }
+    assert_eq!(nodes.len(), 3);
+    let demo = "/api/2/http/keyvals/demo";
+    assert!(eventually(READY, || raftgate_cluster_tests::call(
+        nodes[0].0,
+        "POST",
+        demo,
+        "{\"alice\":\"1\"}"
+    )
+    .map(|r| r.0)
+        == Ok(201)));
+    let (status, body) = raftgate_cluster_tests::call(nodes[2].0, "GET", demo, "").expect("read");
+    assert_eq!((status, body.as_str()), (200, "{\"alice\":\"1\"}"));
+    // Ctrl-C: the command stops every node and exits.
+    // SAFETY: kill(2) on the child this test spawned.
+    #[allow(unsafe_code)]
+    let rc = unsafe { libc::kill(parent.id() as libc::pid_t, libc::SIGINT) };
+    assert_eq!(rc, 0);
+    let status = parent.wait().expect("wait");
+    assert!(status.success(), "{status}");
+    for (_, pid) in &nodes {
+        // SAFETY: signal 0 only checks whether the process exists.
+        #[allow(unsafe_code)]
+        let alive = unsafe { libc::kill(*pid, 0) } == 0;
+        assert!(!alive, "node pid {pid} still running after Ctrl-C");
+    }
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn keyval_timeout_expires_a_key_on_every_node_by_the_leaders_clock() {
+    let c = cluster(Options {
+        http: "keyval_zone zone=one:1m;\n    keyval_zone zone=short:1m timeout=2s;\n".into(),
+        ..Options::default()
+    });
+    let short = "/api/2/http/keyvals/short";
+    assert!(c.wait_serving(0, short, READY));
+    let written = Instant::now();
+    assert_eq!(
+        c.call(1, "POST", short, "{\"tmp\":\"1\"}").expect("post").0,
+        201
+    );
+    for i in 0..3 {
+        let (status, body) = c.call(i, "GET", short, "").expect("read");
+        assert_eq!(
+            (status, body.as_str()),
+            (200, "{\"tmp\":\"1\"}"),
+            "node {}",
+            i + 1
+        );
+    }
+    // Gone everywhere once the leader proposes the expiry, and not before the timeout.
+    for i in 0..3 {
+        let local = format!("{short}?consistency=local");
+        assert!(
+            eventually(Duration::from_secs(10), || c
+                .call(i, "GET", &local, "")
+                .is_ok_and(|(s, b)| s == 200 && b == "{}")),
+            "node {} kept an expired key",
+            i + 1
+        );
+    }
+    let took = written.elapsed();
+    assert!(
+        took >= Duration::from_millis(1900),
+        "expired after {took:?}, before its 2 s timeout"
+    );
+    eprintln!("a 2 s keyval expired on all three nodes {took:?} after its write");
+}

@@ -246,7 +246,7 @@ async fn write<B: Backend>(b: &B, command: Command, success: u16) -> Result<ApiR
 
 /// This node's wall clock in milliseconds since the Unix epoch (0 before it): the time
 /// a keyval write carries into the log.
-fn now_ms() -> u64 {
+pub(crate) fn now_ms() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))

@@ -2,6 +2,7 @@
 //! API writes are committed and linearizable reads are fenced, and whose applied state
 //! the data path reads without waiting.
 
+pub mod expiry;
 pub mod node;
 pub mod status;
 

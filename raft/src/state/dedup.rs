@@ -117,6 +117,15 @@ impl Dedup {
         (before - self.clients.len()) as u64
     }
 
+    /// When the longest-idle client is forgotten (a scan: the table is bounded by
+    /// `MAX_DEDUP_CLIENTS`, and this runs once per expiry tick on the leader only).
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
+        self.clients
+            .values()
+            .map(|c| c.last_seen_ms.saturating_add(DEDUP_CLIENT_IDLE_MS))
+            .min()
+    }
+
     /// The index that applied `(client, serial)` and its outcome, while remembered.
     pub(crate) fn lookup(
         &self,

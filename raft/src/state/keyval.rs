@@ -262,6 +262,13 @@ impl KeyvalZone {
         n
     }
 
+    /// When the oldest entry falls due, if the zone has a timeout and entries.
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
+        let timeout = self.config.timeout_ms?;
+        let (written, _) = self.by_write.first()?;
+        Some(written.saturating_add(timeout))
+    }
+
     pub(crate) fn config(&self) -> &KeyvalZoneConfig {
         &self.config
     }

@@ -273,6 +273,19 @@ impl State {
     }
 
     /// Keyval zones, sorted (http before stream, then by name).
+    /// The earliest log time at which an `Expire` would remove something (a keyval past
+    /// its zone's timeout, an idle sticky session, an idle deduplication client), or
+    /// `None` when nothing can expire. The leader proposes `Expire` once its clock
+    /// reaches this, so an idle cluster writes no expiry entries at all.
+    pub fn next_expiry_ms(&self) -> Option<u64> {
+        let keyvals = self.keyval.values().filter_map(KeyvalZone::next_expiry_ms);
+        let sessions = self.sticky.values().filter_map(StickyZone::next_expiry_ms);
+        keyvals
+            .chain(sessions)
+            .chain(self.dedup.next_expiry_ms())
+            .min()
+    }
+
     pub fn keyval_zones(&self) -> impl Iterator<Item = &ZoneRef> {
         self.keyval.keys()
     }

@@ -177,6 +177,12 @@ impl StickyZone {
         n
     }
 
+    /// When the least recently used session falls due.
+    pub(crate) fn next_expiry_ms(&self) -> Option<u64> {
+        let (last, _) = self.by_access.first()?;
+        Some(last.saturating_add(self.config.timeout_ms))
+    }
+
     pub(crate) fn config(&self) -> &StickyZoneConfig {
         &self.config
     }

@@ -113,6 +113,10 @@ fn idle_clients_expire_by_log_time() {
     let mut log = setup();
     log.req(1, 1, add_key("a", 1000)).expect("applied");
     log.req(2, 1, add_key("b", 5000)).expect("applied");
+    assert_eq!(
+        log.state.next_expiry_ms(),
+        Some(1000 + DEDUP_CLIENT_IDLE_MS)
+    );
     log.ok(Command::Expire {
         now_ms: 1000 + DEDUP_CLIENT_IDLE_MS - 1,
     });

@@ -357,6 +357,8 @@ fn expiry_is_due_exactly_timeout_after_the_last_write() {
         now_ms: 5000,
     });
     log.ok(set("b", "3", 5500));
+    // What the leader's expiry tick waits for: the first entry's due time.
+    assert_eq!(log.state.next_expiry_ms(), Some(6000));
 
     let expired = log.ok(Command::Expire { now_ms: 5999 });
     assert_eq!(expired, Applied::Expired(Default::default()));
@@ -370,10 +372,12 @@ fn expiry_is_due_exactly_timeout_after_the_last_write() {
     assert_eq!(log.state.keyval_get(&zone(), "a"), None);
     // `b` was rewritten at 5500: its timeout counts from then.
     assert_eq!(log.state.keyval_get(&zone(), "b"), Some("3"));
+    assert_eq!(log.state.next_expiry_ms(), Some(6500));
     log.ok(Command::Expire { now_ms: 6499 });
     assert_eq!(log.state.keyval_get(&zone(), "b"), Some("3"));
     log.ok(Command::Expire { now_ms: 6500 });
     assert_eq!(log.state.keyval_get(&zone(), "b"), None);
+    assert_eq!(log.state.next_expiry_ms(), None, "nothing left to expire");
 }
 
 #[test]

@@ -169,6 +169,10 @@ fn sessions_expire_timeout_after_last_access() {
     log.ok(learn("a", "x:1", 1000));
     log.ok(learn("b", "x:1", 1000));
     log.ok(touch(&["b"], 2000));
+    assert_eq!(
+        log.state.next_expiry_ms(),
+        Some(1000 + DEFAULT_STICKY_TIMEOUT_MS)
+    );
     log.ok(Command::Expire {
         now_ms: 1000 + DEFAULT_STICKY_TIMEOUT_MS - 1,
     });
