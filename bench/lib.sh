@@ -1,4 +1,4 @@
-# lib.sh -- helpers for bench/proxy.sh. Sourced, not executed.
+# lib.sh -- helpers for bench/proxy.sh and bench/writes.sh. Sourced, not executed.
 # shellcheck shell=bash
 #
 # Process handling: every server is started pinned (taskset) in its own process
@@ -107,22 +107,28 @@ quiet_check() {
 }
 
 # ---- package installation (Debian) ----
-# ensure_tools : install what is missing, and only that, from the Debian archive.
+# ensure_tools [COMMAND...] : install what is missing, and only that, from the Debian
+# archive. Default commands: what proxy.sh needs. etcd comes with etcdctl (etcd-client).
 POLICY_RC_CREATED=0
 ensure_tools() {
   local -A pkg_of=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [curl]=curl [taskset]=util-linux
-                   [python3]=python3 [ss]=iproute2 [pgrep]=procps)
-  local missing=() pkgs=() b
-  for b in nginx haproxy wrk curl taskset python3 ss pgrep; do
-    command -v "$b" >/dev/null 2>&1 || { missing+=("$b"); pkgs+=("${pkg_of[$b]}"); }
+                   [python3]=python3 [ss]=iproute2 [pgrep]=procps
+                   [etcd]="etcd-server etcd-client" [etcdctl]=etcd-client)
+  local want=("$@") missing=() pkgs=() b p
+  ((${#want[@]})) || want=(nginx haproxy wrk curl taskset python3 ss pgrep)
+  for b in "${want[@]}"; do
+    command -v "$b" >/dev/null 2>&1 && continue
+    missing+=("$b")
+    for p in ${pkg_of[$b]:-$b}; do [[ " ${pkgs[*]} " == *" $p "* ]] || pkgs+=("$p"); done
   done
   ((${#missing[@]} == 0)) && return 0
   [[ ${NO_INSTALL:-0} == 1 ]] && die "missing: ${missing[*]} (NO_INSTALL=1; apt-get install -y ${pkgs[*]})"
   command -v apt-get >/dev/null 2>&1 || die "missing: ${missing[*]} and no apt-get; install ${pkgs[*]} yourself"
   ((EUID == 0)) || die "missing: ${missing[*]}; run as root or: sudo apt-get install -y ${pkgs[*]}"
-  log "installing missing tools (${missing[*]}): apt-get install -y ${pkgs[*]}"
-  # Debian would start nginx (:80 on all interfaces) and haproxy as services right
-  # away; a policy-rc.d that says "no" prevents that (removed again afterwards).
+  log "installing missing tools (${missing[*]}): apt-get update && apt-get install -y --no-install-recommends ${pkgs[*]}"
+  # Debian would start nginx (:80 on all interfaces), haproxy and etcd (:2379) as
+  # services right away; a policy-rc.d that says "no" prevents that (removed again
+  # afterwards).
   if [[ ! -e /usr/sbin/policy-rc.d ]]; then
     printf '#!/bin/sh\nexit 101\n' >/usr/sbin/policy-rc.d && chmod +x /usr/sbin/policy-rc.d && POLICY_RC_CREATED=1
   fi

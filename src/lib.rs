@@ -14,6 +14,7 @@ pub mod local;
 pub mod log;
 pub mod runtime;
 pub mod signals;
+pub mod stream;
 pub mod upstream;
 pub mod vars;
 

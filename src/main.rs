@@ -323,11 +323,7 @@ fn serve(
             }
         };
         raftgate::cluster::expiry::spawn(Arc::downgrade(&node));
-        let zones = config
-            .http
-            .as_ref()
-            .map(|h| h.keyval_zones.clone())
-            .unwrap_or_default();
+        let zones = config.keyval_zones();
         let server = match Runtime::start_with(config, source, Some(node.clone())).await {
             Ok(s) => s,
             Err(e) => {
@@ -357,11 +353,23 @@ fn serve(
         if let Some(b) = banner {
             b(&server);
         }
-        let how = server.stopped().await;
+        let (how, failure) = tokio::select! {
+            how = server.stopped() => (how, None),
+            why = node.failed() => (Stop::Fast, Some(why)),
+        };
+        if let Some(why) = &failure {
+            raftgate::log_error!(
+                "raft stopped ({why}): exiting so that the node restarts from its data directory"
+            );
+            eprintln!("raftgate: [emerg] raft stopped ({why})");
+        }
         let _ = node.raft.shutdown().await;
         raftgate::http::access_log::flush_all();
         if let Some(p) = &pid {
             let _ = std::fs::remove_file(p);
+        }
+        if failure.is_some() {
+            return ExitCode::FAILURE;
         }
         raftgate::log_notice!(
             "exiting ({})",

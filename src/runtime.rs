@@ -166,8 +166,8 @@ impl Runtime {
         {
             crate::log_error!("cannot reopen the error log: {e}");
         }
-        if let (Some(node), Some(http)) = (self.node.as_ref(), config.http.as_ref()) {
-            crate::cluster::configure_zones(node.clone(), http.keyval_zones.clone());
+        if let Some(node) = self.node.as_ref() {
+            crate::cluster::configure_zones(node.clone(), config.keyval_zones());
         }
         let number = self.current.load().number + 1;
         self.current.store(Arc::new(Generation {

@@ -138,7 +138,10 @@ async fn every_row_of_the_nginx_keyval_table_on_a_real_node() {
     let zone = "/2/http/keyvals/one";
 
     assert_eq!(c.get("/", None).await, (200, json!([2])));
-    assert_eq!(c.get("/2/", None).await, (200, json!(["http", "stream"])));
+    assert_eq!(
+        c.get("/2/", None).await,
+        (200, json!(["cluster", "http", "stream"]))
+    );
     assert_eq!(c.get("/2/http", None).await, (200, json!(["keyvals"])));
 
     // POST several pairs into an empty zone, then read them back every way.

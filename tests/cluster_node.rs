@@ -333,3 +333,37 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
     );
     let _ = std::fs::remove_dir_all(dir);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_resolves_once_raft_stops_so_the_process_can_exit() {
+    let dir = std::env::temp_dir().join(format!(
+        "raftgate-failed-{}-{}",
+        std::process::id(),
+        fastrand::u64(..)
+    ));
+    let node = std::sync::Arc::new(
+        Node::start(NodeOptions {
+            id: 1,
+            listener: None,
+            members: BTreeMap::from([(1, String::new())]),
+            data_dir: dir.clone(),
+            raft: NodeOptions::raft_config(None).expect("config"),
+            network: NetworkConfig::default(),
+        })
+        .await
+        .expect("start"),
+    );
+    assert_eq!(node.leader(WAIT).await, Some(1));
+    let watcher = {
+        let node = node.clone();
+        tokio::spawn(async move { node.failed().await })
+    };
+    assert!(!watcher.is_finished(), "a running node has not failed");
+    node.raft.shutdown().await.expect("shutdown");
+    let why = tokio::time::timeout(WAIT, watcher)
+        .await
+        .expect("failed() resolved")
+        .expect("task");
+    assert!(!why.is_empty());
+    let _ = std::fs::remove_dir_all(dir);
+}

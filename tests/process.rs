@@ -640,7 +640,7 @@ fn a_single_node_keeps_its_keyval_zone_across_kill_9() {
     let dir = temp_dir("kvstate");
     let port = free_port();
     let conf = format!(
-        "events {{}}\nhttp {{\n    keyval_zone zone=denylist:1m state=denylist.json;\n    server {{\n        listen 127.0.0.1:{port};\n        location /api {{\n            api write=on;\n            allow 127.0.0.1;\n            deny all;\n        }}\n    }}\n}}\n"
+        "events {{}}\nhttp {{\n    keyval_zone zone=denylist:1m state=denylist.json;\n    server {{\n        listen 127.0.0.1:{port};\n        location /api {{\n            api write=on;\n            allow 127.0.0.1;\n            deny all;\n        }}\n    }}\n}}\nstream {{\n    keyval_zone zone=conns:1m;\n}}\n"
     );
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse().expect("addr");
     let mut p = Proc::start(&dir, &conf);
@@ -652,6 +652,11 @@ fn a_single_node_keeps_its_keyval_zone_across_kill_9() {
     let mut resp = String::new();
     s.read_to_string(&mut resp).expect("read");
     assert!(resp.starts_with("HTTP/1.1 201"), "{resp}");
+    // A stream {} block's zone is served under /api/2/stream/keyvals/.
+    let stream = "/api/2/stream/keyvals/conns";
+    let (status, body) =
+        raftgate_cluster_tests::call(addr, "POST", stream, "{\"10.0.0.2\":\"x\"}").expect("post");
+    assert_eq!(status, 201, "{body}");
     let _ = p.child.kill();
     let _ = p.child.wait();
     let _p2 = Proc::start(&dir, &conf);
@@ -659,6 +664,10 @@ fn a_single_node_keeps_its_keyval_zone_across_kill_9() {
     assert_eq!(
         blocking_get(addr, "/api/2/http/keyvals/denylist").as_deref(),
         Ok("{\"10.0.0.1\":\"1\"}")
+    );
+    assert_eq!(
+        blocking_get(addr, "/api/2/stream/keyvals/").as_deref(),
+        Ok("{\"conns\":{\"10.0.0.2\":\"x\"}}")
     );
     let _ = std::fs::remove_dir_all(dir);
 }

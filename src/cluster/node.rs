@@ -422,6 +422,22 @@ impl Node {
         Ok(done.log_index)
     }
 
+    /// Resolves when Raft stops on its own — a storage error it cannot survive (a
+    /// failed fsync, a corrupt log) or a panic in its core — with the reason. Such a
+    /// node can no longer vote, append or apply; the process should exit so that its
+    /// supervisor restarts it from its data directory, rather than serve 503s forever.
+    pub async fn failed(&self) -> String {
+        let mut rx = self.raft.metrics();
+        loop {
+            if let Err(e) = &rx.borrow_and_update().running_state {
+                return e.to_string();
+            }
+            if rx.changed().await.is_err() {
+                return "the Raft core is gone".to_string();
+            }
+        }
+    }
+
     /// Stops Raft and the gRPC server; the store is flushed when its last handle drops.
     pub async fn shutdown(mut self) {
         let _ = self.raft.shutdown().await;

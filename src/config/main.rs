@@ -16,6 +16,7 @@ pub struct MainConf {
     pub worker_threads: Option<usize>,
     pub http: Option<Box<HttpBuild>>,
     pub cluster: Option<super::cluster::ClusterConf>,
+    pub stream: Option<crate::stream::StreamConf>,
     seen_events: bool,
 }
 

@@ -84,6 +84,8 @@ pub mod ctx {
     pub const UPSTREAM: u32 = 1 << 7;
     /// `cluster { }` in the main context.
     pub const CLUSTER: u32 = 1 << 8;
+    /// The `stream {}` block.
+    pub const STREAM: u32 = 1 << 9;
     /// The levels whose settings are inherited downwards.
     pub const HTTP_ANY: u32 = HTTP | SERVER | LOCATION;
     pub const SCRIPT: u32 = SERVER | LOCATION | SIF | LIF;
@@ -145,6 +147,7 @@ pub fn table() -> impl Iterator<Item = &'static Spec> {
         .chain(crate::http::rewrite::DIRECTIVES.iter())
         .chain(crate::upstream::build::DIRECTIVES.iter())
         .chain(crate::keyval::DIRECTIVES.iter())
+        .chain(crate::stream::DIRECTIVES.iter())
 }
 
 /// The row for `name` in the context `ctx`; `Err(true)` when the name exists but not
@@ -192,6 +195,7 @@ pub enum Frame<'a> {
     If(&'a mut IfBuild),
     Upstream(&'a mut UpstreamBuild),
     Cluster(&'a mut cluster::ClusterConf),
+    Stream(&'a mut crate::stream::StreamConf),
 }
 
 impl Frame<'_> {
@@ -199,6 +203,7 @@ impl Frame<'_> {
         match self {
             Frame::Main(_) => ctx::MAIN,
             Frame::Events => ctx::EVENTS,
+            Frame::Stream(_) => ctx::STREAM,
             Frame::Http(_) => ctx::HTTP,
             Frame::Server(_) => ctx::SERVER,
             Frame::Location(_) => ctx::LOCATION,
@@ -372,9 +377,21 @@ fn misplaced(d: &Directive) -> String {
 pub struct Config {
     pub main: MainConf,
     pub http: Option<Arc<HttpConf>>,
+    /// The `stream {}` block, when there is one.
+    pub stream: Option<Arc<crate::stream::StreamConf>>,
     /// The file it was read from (reload reads it again).
     pub path: PathBuf,
     pub warnings: Vec<String>,
+}
+
+impl Config {
+    /// Every `keyval_zone` declaration, http and stream: what a node proposes to the
+    /// cluster when this configuration loads.
+    pub fn keyval_zones(&self) -> Vec<crate::keyval::ZoneDecl> {
+        let http = self.http.iter().flat_map(|h| h.keyval_zones.iter());
+        let stream = self.stream.iter().flat_map(|s| s.keyval_zones.iter());
+        http.chain(stream).cloned().collect()
+    }
 }
 
 /// Reads and checks a configuration file. `Err` holds every error found.
@@ -405,12 +422,15 @@ pub fn load_str(text: &str, name: &str, prefix: PathBuf) -> Result<Config, Vec<S
         return Err(cx.diags.errors().to_vec());
     }
     let table = Arc::new(std::mem::take(&mut cx.vars).freeze());
+    let stream = main.stream.take().map(Arc::new);
     if let Some(h) = http.as_mut() {
         h.vars = table;
+        h.stream_configured = stream.is_some();
     }
     Ok(Config {
         main,
         http: http.map(Arc::new),
+        stream,
         path: PathBuf::from(name),
         warnings: cx.diags.warnings().to_vec(),
     })

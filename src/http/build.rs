@@ -298,6 +298,7 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .any(crate::vars::http::reads_upstream_headers);
     Some(HttpConf {
         keyval_zones,
+        stream_configured: false,
         pools,
         servers: out_servers.into_iter().map(|(s, _)| Arc::new(s)).collect(),
         listens,

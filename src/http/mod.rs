@@ -43,6 +43,9 @@ pub struct HttpConf {
     pub keep_upstream_headers: bool,
     /// `keyval_zone` declarations, proposed to the cluster when this configuration loads.
     pub keyval_zones: Vec<crate::keyval::ZoneDecl>,
+    /// Whether the configuration has a `stream {}` block: the API's `/stream/`
+    /// endpoints answer 404 `StreamNotConfigured` without one.
+    pub stream_configured: bool,
     /// Idle connections of the groups that have `keepalive`.
     pub pools: HashMap<String, Arc<upconn::Pool>>,
 }

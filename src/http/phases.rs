@@ -379,7 +379,7 @@ async fn api_content(p: &mut Pass<'_>, req: &mut Req, write: bool) -> Outcome {
             write,
             request_id: &request_id,
             full_path: &uri,
-            stream_configured: false,
+            stream_configured: p.http.stream_configured,
         },
     )
     .await;

@@ -2,8 +2,7 @@
 //! replicated state, read and written through the API.
 
 use crate::config::values::{parse_size, parse_time};
-use crate::config::{ctx, Args, Cx, Directive, Handler, Spec};
-use crate::http::build::HttpBuild;
+use crate::config::{ctx, Args, Cx, Directive, Frame, Handler, Spec};
 
 /// A `keyval_zone` line: what the node proposes to the cluster when the configuration
 /// loads (the replicated state keeps the keys; the declaration only shapes the zone).
@@ -13,16 +12,23 @@ pub struct ZoneDecl {
     pub capacity_bytes: u64,
     pub timeout_ms: Option<u64>,
     pub key_type: raftgate_raft::KeyType,
+    /// `http` or `stream`: the block that declared it.
+    pub kind: raftgate_raft::Kind,
     pub at: String,
 }
 
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Spec] = &[
-    Spec { name: "keyval_zone", contexts: ctx::HTTP, args: Args::Between(1, 5), block: false, handler: Handler::Http(keyval_zone) },
+    Spec { name: "keyval_zone", contexts: ctx::HTTP | ctx::STREAM, args: Args::Between(1, 5), block: false, handler: Handler::Frame(keyval_zone) },
 ];
 
 /// `keyval_zone zone=NAME:SIZE [state=FILE] [timeout=TIME] [type=string|ip|prefix] [sync];`
-fn keyval_zone(_: &mut Cx, h: &mut HttpBuild, d: &Directive) -> Result<(), String> {
+fn keyval_zone(_: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
+    let (zones, kind) = match frame {
+        Frame::Http(h) => (&mut h.keyval_zones, raftgate_raft::Kind::Http),
+        Frame::Stream(s) => (&mut s.keyval_zones, raftgate_raft::Kind::Stream),
+        _ => return Err("\"keyval_zone\" directive is not allowed here".into()),
+    };
     let mut zone: Option<(String, u64)> = None;
     let mut timeout_ms = None;
     let mut key_type = raftgate_raft::KeyType::String;
@@ -59,14 +65,15 @@ fn keyval_zone(_: &mut Cx, h: &mut HttpBuild, d: &Directive) -> Result<(), Strin
         }
     }
     let (name, capacity_bytes) = zone.ok_or("\"zone\" parameter is missing")?;
-    if h.keyval_zones.iter().any(|z| z.name == name) {
+    if zones.iter().any(|z| z.name == name) {
         return Err(format!("duplicate zone \"{name}\""));
     }
-    h.keyval_zones.push(ZoneDecl {
+    zones.push(ZoneDecl {
         name,
         capacity_bytes,
         timeout_ms,
         key_type,
+        kind,
         at: d.at(),
     });
     Ok(())
@@ -78,7 +85,10 @@ pub fn configure_commands(zones: &[ZoneDecl]) -> Vec<raftgate_raft::Entry> {
         .iter()
         .map(|z| {
             raftgate_raft::Entry::Command(raftgate_raft::Command::ConfigureKeyvalZone {
-                zone: raftgate_raft::Ref::http(z.name.clone()),
+                zone: raftgate_raft::Ref {
+                    kind: z.kind,
+                    name: z.name.clone(),
+                },
                 capacity_bytes: z.capacity_bytes,
                 timeout_ms: z.timeout_ms,
                 key_type: z.key_type,
