@@ -110,6 +110,7 @@ quiet_check() {
 # ensure_tools [COMMAND...] : install what is missing, and only that, from the Debian
 # archive. Default commands: what proxy.sh needs. etcd comes with etcdctl (etcd-client).
 POLICY_RC_CREATED=0
+# shellcheck disable=SC2120  # the arguments are optional
 ensure_tools() {
   local -A pkg_of=([nginx]=nginx [haproxy]=haproxy [wrk]=wrk [curl]=curl [taskset]=util-linux
                    [python3]=python3 [ss]=iproute2 [pgrep]=procps

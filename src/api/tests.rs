@@ -10,7 +10,7 @@ use raftgate_raft::{Command, Entry, KeyType, Ref, State};
 use serde_json::{json, Value};
 
 use super::{serve, ApiRequest, ApiResponse, Backend};
-use crate::cluster::{ClusterStatus, NodeStatus, WriteError};
+use crate::cluster::{ClusterStatus, NodeStatus, StorageStatus, WriteError};
 use raftgate_raft::network::{MembershipChange, MembershipError};
 
 #[derive(Default)]
@@ -74,6 +74,7 @@ impl Backend for Fake {
             last_contact: Some(0),
             membership_index: Some(1),
             nodes: self.members.lock().expect("lock").clone(),
+            storage: StorageStatus::default(),
         }
     }
 

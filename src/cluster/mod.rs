@@ -7,7 +7,7 @@ pub mod node;
 pub mod status;
 
 pub use node::{Node, NodeOptions, WriteError};
-pub use status::{ClusterStatus, NodeStatus};
+pub use status::{ClusterStatus, NodeStatus, StorageStatus};
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -160,6 +160,8 @@ pub struct Node {
     pub reader: StateReader,
     /// Where the Raft gRPC server listens, when it does.
     pub raft_addr: Option<SocketAddr>,
+    /// A handle on the log store, for its sync counters (the status API).
+    pub(crate) log: raftgate_storage::LogStore,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
 }
 
@@ -173,6 +175,7 @@ impl Node {
         check_identity(&o.data_dir, &o.members)?;
         let (log, sm) = open_store(&o.data_dir).await?;
         let reader = sm.reader();
+        let log_handle = log.clone();
         let peers = Peers::new(o.network.clone());
         for (id, addr) in &o.members {
             peers.set_addr(*id, addr);
@@ -230,6 +233,7 @@ impl Node {
             peers,
             reader,
             raft_addr,
+            log: log_handle,
             server,
         })
     }

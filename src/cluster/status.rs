@@ -38,6 +38,22 @@ pub struct ClusterStatus {
     /// The log index of the membership in force.
     pub membership_index: Option<u64>,
     pub nodes: Vec<NodeStatus>,
+    /// This node's Raft log durability work since it started.
+    pub storage: StorageStatus,
+}
+
+/// Group commit as it happens: how many appends each flush + fdatasync made durable,
+/// and what a sync costs on this node's disk.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct StorageStatus {
+    /// flush + fdatasync rounds.
+    pub syncs: u64,
+    /// Log appends made durable (one per batch of entries openraft appends).
+    pub appends: u64,
+    /// Votes saved.
+    pub votes: u64,
+    /// Mean microseconds per sync.
+    pub sync_us: u64,
 }
 
 #[derive(Debug, Clone, Serialize, PartialEq, Eq)]
@@ -126,6 +142,15 @@ impl Node {
             last_contact,
             membership_index: m.membership_config.log_id().map(|l| l.index),
             nodes,
+            storage: {
+                let c = self.log.sync_counts();
+                StorageStatus {
+                    syncs: c.syncs,
+                    appends: c.appends,
+                    votes: c.votes,
+                    sync_us: c.sync_micros.checked_div(c.syncs).unwrap_or(0),
+                }
+            },
         }
     }
 }

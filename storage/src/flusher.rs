@@ -75,6 +75,8 @@ pub struct SyncCounts {
     pub appends: u64,
     pub votes: u64,
     pub truncates: u64,
+    /// Time spent in flush + `fdatasync`, summed over every round.
+    pub sync_micros: u64,
 }
 
 impl SyncCounts {
@@ -94,6 +96,7 @@ struct Counters {
     appends: AtomicU64,
     votes: AtomicU64,
     truncates: AtomicU64,
+    sync_micros: AtomicU64,
 }
 
 /// The sync thread and its queue. Dropping it closes the queue and joins the thread, so
@@ -167,6 +170,7 @@ impl Flusher {
             appends: self.counters.appends.load(Ordering::Relaxed),
             votes: self.counters.votes.load(Ordering::Relaxed),
             truncates: self.counters.truncates.load(Ordering::Relaxed),
+            sync_micros: self.counters.sync_micros.load(Ordering::Relaxed),
         }
     }
 }
@@ -203,12 +207,15 @@ fn run(
         let result = match &poisoned {
             Some(e) => Err(e.clone()),
             None => {
+                let started = std::time::Instant::now();
                 let r = db
                     .flush()
                     .map_err(io::Error::from)
                     .and_then(|_| file.sync_data())
                     .map_err(|e| (e.kind(), format!("making the Raft log durable: {e}")));
                 counters.syncs.fetch_add(1, Ordering::Relaxed);
+                let took = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+                counters.sync_micros.fetch_add(took, Ordering::Relaxed);
                 if let Err(e) = &r {
                     poisoned = Some(e.clone());
                 }
