@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raftgate::cluster::{Node, NodeOptions, WriteError};
 use raftgate_raft::network::NetworkConfig;
-use raftgate_raft::{Applied, Command, Entry, KeyType, Ref, Rejected, ZoneRef};
+use raftgate_raft::{Applied, Command, Entry, KeyType, Ref, Rejected, Request, ZoneRef};
 use tokio::net::TcpListener;
 
 const WAIT: Duration = Duration::from_secs(20);
@@ -366,4 +366,101 @@ async fn failed_resolves_once_raft_stops_so_the_process_can_exit() {
         .expect("task");
     assert!(!why.is_empty());
     let _ = std::fs::remove_dir_all(dir);
+}
+
+type WriteResult =
+    Result<(raftgate_raft::types::Response, raftgate_raft::types::LogId), WriteError>;
+
+/// Polls every future to completion, in order of their results (no `futures` crate).
+async fn join_all<T>(
+    mut futs: Vec<std::pin::Pin<Box<dyn std::future::Future<Output = T> + Send + '_>>>,
+) -> Vec<T> {
+    let mut out: Vec<Option<T>> = futs.iter().map(|_| None).collect();
+    std::future::poll_fn(|cx| {
+        let mut pending = false;
+        for (i, f) in futs.iter_mut().enumerate() {
+            if out[i].is_none() {
+                match f.as_mut().poll(cx) {
+                    std::task::Poll::Ready(v) => out[i] = Some(v),
+                    std::task::Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            std::task::Poll::Pending
+        } else {
+            std::task::Poll::Ready(())
+        }
+    })
+    .await;
+    out.into_iter().flatten().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
+    let c = Cluster::new(3).await;
+    let leader = c.leader().await;
+    let follower = (1..=3).find(|id| *id != leader).expect("a follower");
+    let (configured, _) = c
+        .node(leader)
+        .write(configure(), WAIT)
+        .await
+        .expect("configure");
+    assert_eq!(configured, Ok(Applied::Done));
+    let last = |id| {
+        c.node(id)
+            .raft
+            .metrics()
+            .borrow()
+            .last_log_index
+            .unwrap_or(0)
+    };
+    let before = last(leader);
+    // 200 API-style requests through the leader and a follower at once; the last one
+    // adds a key that the first one adds too.
+    let n = 200u64;
+    let futs = (0..n)
+        .map(|i| {
+            let key = if i == n - 1 {
+                "k0".to_string()
+            } else {
+                format!("k{i}")
+            };
+            let entry = Entry::Request(Request {
+                client: 1000 + u128::from(i),
+                serial: 1,
+                command: Command::KeyvalAdd {
+                    zone: zone(),
+                    pairs: vec![(key, "v".into())],
+                    now_ms: 1,
+                },
+            });
+            let node = c.node(if i % 2 == 0 { leader } else { follower });
+            Box::pin(node.write(entry, WAIT))
+                as std::pin::Pin<Box<dyn std::future::Future<Output = WriteResult> + Send + '_>>
+        })
+        .collect();
+    let results = join_all(futs).await;
+    let answers: Vec<_> = results
+        .into_iter()
+        .map(|r| r.expect("committed").0)
+        .collect();
+    let refused = answers.iter().filter(|a| a.is_err()).count();
+    assert_eq!(
+        refused, 1,
+        "exactly one of the two adds of k0 is refused: {answers:?}"
+    );
+    assert!(answers
+        .iter()
+        .all(|a| matches!(a, Ok(Applied::Done) | Err(Rejected::KeyExists { .. }))));
+    let entries = last(leader) - before;
+    eprintln!("{n} concurrent writes took {entries} log entries");
+    assert!(entries < n, "no batching: {entries} entries for {n} writes");
+    for i in 0..n - 1 {
+        assert_eq!(
+            read(c.node(follower), &format!("k{i}")).as_deref(),
+            Some("v")
+        );
+    }
+    c.stop().await;
 }

@@ -233,6 +233,11 @@ pub struct Request {
 pub enum Entry {
     Command(Command),
     Request(Request),
+    /// Several API requests that reached the leader together, applied in order as one
+    /// log entry: one append, one fsync and one replication round for all of them
+    /// (openraft 0.9 would otherwise append and sync each entry on its own). Each is
+    /// deduplicated on its own; the outcome is `Applied::Batch` with one result each.
+    Batch(Vec<Request>),
 }
 
 impl Command {

@@ -45,6 +45,8 @@ pub enum Applied {
     /// a configuration, sorted by id.
     Servers(Vec<ServerView>),
     Expired(ExpiredCounts),
+    /// The results of an `Entry::Batch`, in its order.
+    Batch(Vec<Result<Applied, Rejected>>),
 }
 
 /// Why a keyval write body is malformed (all `KeyvalFormatError`).

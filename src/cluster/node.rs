@@ -156,6 +156,8 @@ pub struct Node {
     pub id: NodeId,
     pub raft: Raft,
     pub peers: Peers,
+    /// Proposes (and batches) writes when this node leads.
+    proposer: network::Proposer,
     /// The applied state, for the data path and local reads (never waits on Raft).
     pub reader: StateReader,
     /// Where the Raft gRPC server listens, when it does.
@@ -184,12 +186,17 @@ impl Node {
             .await
             .map_err(|e| format!("cannot start Raft: {e}"))?;
         peers.track(&raft);
+        let proposer = network::Proposer::new(
+            raft.clone(),
+            o.network.commit_timeout,
+            o.network.max_proposals_in_flight,
+        );
         let mut raft_addr = None;
         let mut server = None;
         if let Some(listener) = o.listener {
             raft_addr = listener.local_addr().ok();
             let (tx, rx) = oneshot::channel::<()>();
-            let svc = network::service_for(raft.clone(), peers.clone());
+            let svc = network::service_for(raft.clone(), peers.clone(), proposer.clone());
             let task = tokio::spawn(async move {
                 if let Err(e) = network::serve(listener, svc, async {
                     let _ = rx.await;
@@ -231,6 +238,7 @@ impl Node {
             id: o.id,
             raft,
             peers,
+            proposer,
             reader,
             raft_addr,
             log: log_handle,
@@ -279,7 +287,6 @@ impl Node {
         // leader that just stepped down) waits for the election to settle and goes
         // again, within LEADER_WAIT; only then is it refused with 503.
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let commit_timeout = self.peers.config().commit_timeout;
         let mut hint: Option<NodeId> = None;
         let (response, log_id) = loop {
             let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
@@ -290,7 +297,7 @@ impl Node {
                 })?,
             };
             let r = if leader == self.id {
-                network::propose(&self.raft, entry.clone(), commit_timeout).await
+                self.proposer.propose(entry.clone()).await
             } else {
                 self.peers.forward(leader, &entry).await
             };
@@ -311,7 +318,7 @@ impl Node {
                 Err(e) => return Err(e.into()),
             }
         };
-        if !network::wait_applied(&self.raft, log_id.index, apply_timeout).await {
+        if !self.applied_here(log_id.index, apply_timeout).await {
             return Err(WriteError::Unknown(format!(
                 "committed at index {} but not applied on this node within {apply_timeout:?}",
                 log_id.index
@@ -360,7 +367,7 @@ impl Node {
             }
         };
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-        if network::wait_applied(&self.raft, index, remaining).await {
+        if self.applied_here(index, remaining).await {
             Ok(())
         } else {
             Err(ReadIndexError::Unavailable {
@@ -417,13 +424,23 @@ impl Node {
         // A node that removed itself may never receive the entry that completes its
         // removal (the leader stops replicating to it): nothing to wait for.
         let removed_self = change == MembershipChange::Remove { id: self.id };
-        if !removed_self && !network::wait_applied(&self.raft, done.log_index, LEADER_WAIT).await {
+        if !removed_self && !self.applied_here(done.log_index, LEADER_WAIT).await {
             return Err(MembershipError::Unknown(format!(
                 "committed at index {} but not applied on this node in time",
                 done.log_index
             )));
         }
         Ok(done.log_index)
+    }
+
+    /// Waits until this node's state machine has applied `index`, up to `timeout`.
+    /// Watches the store's own applied index, published right after each apply batch,
+    /// rather than openraft's metrics, which can trail the apply by a scheduling round.
+    async fn applied_here(&self, index: u64, timeout: Duration) -> bool {
+        matches!(
+            tokio::time::timeout(timeout, self.reader.wait_applied(index)).await,
+            Ok(Ok(_))
+        )
     }
 
     /// Resolves when Raft stops on its own — a storage error it cannot survive (a

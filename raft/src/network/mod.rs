@@ -14,6 +14,7 @@
 //! not applied ([`ForwardError::not_applied`], a 503 in the API) versus one that may
 //! still commit ([`ForwardError::Unknown`], a 504).
 
+mod batch;
 mod client;
 mod error;
 mod membership;
@@ -30,6 +31,7 @@ use std::time::Duration;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 
+pub use batch::{Proposer, MAX_BATCH, MAX_BATCH_BYTES};
 pub use client::PeerClient;
 pub use error::{ForwardError, ReadIndexError};
 pub use membership::{
@@ -80,6 +82,9 @@ pub struct NetworkConfig {
     /// unreachable instead of waiting on a dead address.
     pub backoff_base: Duration,
     pub backoff_max: Duration,
+    /// How many proposals (single writes or batches) the leader keeps uncommitted at
+    /// once; writes arriving meanwhile queue into the next batch (see [`Proposer`]).
+    pub max_proposals_in_flight: usize,
     /// Largest single gRPC message either way (tonic's default is 4 MiB; a batch of
     /// AppendEntries can be bigger).
     pub max_message_bytes: usize,
@@ -100,6 +105,7 @@ impl Default for NetworkConfig {
             backoff_base: Duration::from_millis(50),
             backoff_max: Duration::from_secs(1),
             max_message_bytes: 64 * MIB as usize,
+            max_proposals_in_flight: 2,
         }
     }
 }

@@ -12,6 +12,7 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
 
+use super::batch::Proposer;
 use super::error::{ForwardError, ReadIndexError};
 use super::membership::{change_membership, leader_view, MembershipChange};
 use super::proto::raft_node_server::{RaftNode, RaftNodeServer};
@@ -27,6 +28,8 @@ use crate::{Entry, NodeId};
 pub struct RaftService {
     raft: Raft,
     config: NetworkConfig,
+    /// Batches forwarded writes with this node's own (see [`Proposer`]).
+    proposer: Proposer,
     /// The node's own client side: where contacts are recorded and membership changes
     /// are serialized.
     peers: Peers,
@@ -39,17 +42,23 @@ pub fn service(raft: Raft) -> RaftNodeServer<RaftService> {
 
 /// The service with `config`'s commit and read-index deadlines and message limits.
 pub fn service_with(raft: Raft, config: NetworkConfig) -> RaftNodeServer<RaftService> {
-    service_for(raft, Peers::new(config))
+    let proposer = Proposer::new(
+        raft.clone(),
+        config.commit_timeout,
+        config.max_proposals_in_flight,
+    );
+    service_for(raft, Peers::new(config), proposer)
 }
 
 /// The service of a node whose client side is `peers` (the network factory its `Raft`
 /// was built with), so contacts and membership changes are shared between the two.
-pub fn service_for(raft: Raft, peers: Peers) -> RaftNodeServer<RaftService> {
+pub fn service_for(raft: Raft, peers: Peers, proposer: Proposer) -> RaftNodeServer<RaftService> {
     let config = peers.config().clone();
     let max = config.max_message_bytes;
     RaftNodeServer::new(RaftService {
         raft,
         config,
+        proposer,
         peers,
     })
     .max_decoding_message_size(max)
@@ -154,7 +163,7 @@ impl RaftNode for RaftService {
     ) -> Result<GrpcResponse<ForwardReply>, Status> {
         let entry: Entry =
             decode(&request.into_inner().entry).map_err(|e| invalid("forwarded entry", e))?;
-        let outcome = match propose(&self.raft, entry, self.config.commit_timeout).await {
+        let outcome = match self.proposer.propose(entry).await {
             Ok((response, log_id)) => {
                 let committed = encode(&response).and_then(|r| Ok((r, encode(&log_id)?)));
                 match committed {
@@ -242,6 +251,20 @@ pub async fn propose(
         .map_err(|fatal| ForwardError::Refused {
             reason: format!("raft is not running: {fatal}"),
         })?;
+    commit_outcome(rx, commit_timeout).await
+}
+
+/// What `client_write_ff` hands back: the receiver of the write's outcome.
+pub(crate) type WriteReceiver =
+    <<TypeConfig as openraft::RaftTypeConfig>::Responder as openraft::raft::responder::Responder<
+        TypeConfig,
+    >>::Receiver;
+
+/// Waits up to `commit_timeout` for a submitted write's outcome and classifies it.
+pub(crate) async fn commit_outcome(
+    rx: WriteReceiver,
+    commit_timeout: Duration,
+) -> Result<(Response, LogId), ForwardError> {
     match tokio::time::timeout(commit_timeout, rx).await {
         Err(_) => Err(ForwardError::Unknown {
             reason: format!("commit not confirmed within {commit_timeout:?}"),

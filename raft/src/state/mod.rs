@@ -22,7 +22,7 @@ use std::fmt;
 use bincode::Options;
 use serde::{Deserialize, Serialize};
 
-use crate::command::{Command, Entry, ServerKey, UpstreamRef, ZoneRef};
+use crate::command::{Command, Entry, Request, ServerKey, UpstreamRef, ZoneRef};
 use crate::outcome::{Applied, ExpiredCounts, Rejected, ServerView};
 
 pub use dedup::{DEDUP_CLIENT_IDLE_MS, DEDUP_WINDOW, MAX_DEDUP_CLIENTS};
@@ -104,16 +104,24 @@ impl State {
     pub fn apply(&mut self, index: u64, entry: Entry) -> Result<Applied, Rejected> {
         match entry {
             Entry::Command(c) => self.execute(c),
-            Entry::Request(r) => {
-                if let Some(done) = self.dedup.check(r.client, r.serial, self.log_time_ms) {
-                    return done;
-                }
-                let result = self.execute(r.command);
-                self.dedup
-                    .record(r.client, r.serial, index, self.log_time_ms, &result);
-                result
-            }
+            Entry::Request(r) => self.request(index, r),
+            Entry::Batch(requests) => Ok(Applied::Batch(
+                requests
+                    .into_iter()
+                    .map(|r| self.request(index, r))
+                    .collect(),
+            )),
         }
+    }
+
+    fn request(&mut self, index: u64, r: Request) -> Result<Applied, Rejected> {
+        if let Some(done) = self.dedup.check(r.client, r.serial, self.log_time_ms) {
+            return done;
+        }
+        let result = self.execute(r.command);
+        self.dedup
+            .record(r.client, r.serial, index, self.log_time_ms, &result);
+        result
     }
 
     fn execute(&mut self, c: Command) -> Result<Applied, Rejected> {

@@ -150,3 +150,61 @@ fn the_least_recently_seen_client_goes_first() {
     assert!(log.state.request_outcome(1, 0).is_some());
     assert!(log.state.request_outcome(u128::MAX, 0).is_some());
 }
+
+#[test]
+fn a_batch_applies_each_request_in_order_with_its_own_result_and_dedup() {
+    use raftgate_raft::{Entry, Request};
+    let mut log = setup();
+    let req = |client: u128, key: &str| Request {
+        client,
+        serial: 1,
+        command: add_key(key, 1000),
+    };
+    log.index += 1;
+    let applied = log.state.apply(
+        log.index,
+        Entry::Batch(vec![req(1, "a"), req(2, "a"), req(1, "a"), req(3, "b")]),
+    );
+    let key_exists = log.req(9, 1, add_key("a", 1000)).expect_err("exists");
+    assert_eq!(
+        applied,
+        Ok(Applied::Batch(vec![
+            Ok(Applied::Done),
+            // The second add of the same key is refused on its own...
+            Err(key_exists),
+            // ...and client 1's retry inside the batch gets its first result back.
+            Ok(Applied::Done),
+            Ok(Applied::Done),
+        ]))
+    );
+    assert_eq!(log.state.keyval_get(&zone(), "a"), Some("v"));
+    assert_eq!(log.state.keyval_get(&zone(), "b"), Some("v"));
+    // A later retry of any of them, alone, gets the same answer.
+    assert_eq!(log.req(3, 1, add_key("b", 2000)), Ok(Applied::Done));
+    assert!(log.req(2, 1, add_key("a", 2000)).is_err());
+}
+
+#[test]
+fn the_client_index_survives_a_snapshot_so_expiry_and_eviction_keep_working() {
+    let mut log = setup();
+    log.req(1, 1, add_key("a", 1000)).expect("applied");
+    log.req(2, 1, add_key("b", 5000)).expect("applied");
+    let restored = raftgate_raft::State::from_snapshot(&log.snap()).expect("decodes");
+    assert_eq!(restored, log.state);
+    let mut log = crate::Log {
+        state: restored,
+        index: log.index,
+    };
+    assert_eq!(
+        log.state.next_expiry_ms(),
+        Some(1000 + DEDUP_CLIENT_IDLE_MS)
+    );
+    match log.ok(Command::Expire {
+        now_ms: 1000 + DEDUP_CLIENT_IDLE_MS,
+    }) {
+        Applied::Expired(n) => assert_eq!(n.clients, 1),
+        other => panic!("{other:?}"),
+    }
+    assert!(log.state.request_outcome(1, 1).is_none());
+    assert!(log.state.request_outcome(2, 1).is_some());
+}
