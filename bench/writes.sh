@@ -3,10 +3,11 @@
 # raftgate cluster (NGINX Plus keyval API) against a 3-member etcd 3.4 cluster (JSON
 # gateway), in one run, on one machine.
 #
-#   bench/writes.sh                                   # full run, about 7 minutes
+#   bench/writes.sh                                   # full run, about 6-7 minutes
 #   DURATION=2s CONNS="1 64" WARMUP=0 bench/writes.sh # quick look, about 1.5 minutes
 #   RAFTGATE_BIN=/path/to/raftgate bench/writes.sh
 #   SKIP_RAFTGATE=1 bench/writes.sh                   # etcd only (checks the harness)
+#   RAFTGATE_LAUNCH=local bench/writes.sh             # `raftgate cluster local` (1m zone)
 #
 # Both clusters run on loopback with fresh data directories under WORK_DIR (/tmp), every
 # server process pinned to SERVER_CPUS (default core 1: 3 members share one core), wrk
@@ -21,7 +22,10 @@
 # counter), values VALUE_SIZE (16) bytes. After every write run the keys visible
 # through the node written to must be >= the 2xx responses wrk counted; then the
 # written keys are removed (raftgate: DELETE of the zone and a re-seed; etcd: a
-# deleterange of the run's prefix), so every run starts from the same state.
+# deleterange of the run's prefix and a compaction), so every run starts from the same
+# state. raftgate's nodes run the configuration `raftgate cluster local` generates, with
+# a 64m zone instead of its fixed 1m, which one 6 s POST run at c=256 overfills
+# (RAFTGATE_LAUNCH=local runs `raftgate cluster local` itself).
 # Products alternate within each (target, concurrency); ROUNDS > 1 repeats everything
 # and the table shows medians.
 # Printed: req/s, p50, p99, CPU us per request of all of a product's server processes,
@@ -38,6 +42,8 @@ export BENCH_LUA_DIR="$BENCH_DIR/lua"
 
 ZONE=demo
 KV_PATH=/api/2/http/keyvals/$ZONE
+ETCD_API=/v3      # probed at start: etcd 3.4 serves /v3 and (deprecated) /v3beta
+ETCD_URLS=() RG_URLS=()
 
 # ---------------------------------------------------------------- raftgate ---
 RG=""
@@ -105,13 +111,10 @@ http {
 EOF
 }
 
-# start_raftgate : three nodes pinned to SERVER_CPUS, either from our own configs (one
-# process group per node, like the etcd members) or as `raftgate cluster local` (one
-# process group: the parent and its three children, which inherit its CPU affinity).
-start_raftgate() {
-  local i t0
-  RG_URLS=()
-  for ((i = 1; i <= 3; i++)); do RG_URLS+=("http://127.0.0.1:$((RG_HTTP_PORT + i - 1))"); done
+# prepare_raftgate : write the configs (configs mode) and check them with `raftgate -t`
+# before anything is started
+prepare_raftgate() {
+  local i
   mkdir -p "$WORK_DIR/raftgate"
   if [[ $RAFTGATE_LAUNCH == configs ]]; then
     for ((i = 1; i <= 3; i++)); do
@@ -120,7 +123,21 @@ start_raftgate() {
       cp "$WORK_DIR/raftgate/n$i/raftgate.conf" "$OUT_DIR/configs/raftgate-n$i.conf"
     done
     (cd "$WORK_DIR" && timeout 30 "$RG" -t -c "$WORK_DIR/raftgate/n1/raftgate.conf") >"$WORK_DIR/raftgate-check.log" 2>&1 ||
-      { sed 's/^/    /' "$WORK_DIR/raftgate-check.log" >&2; die "raftgate -t -c raftgate-n1.conf failed"; }
+      { sed 's/^/    /' "$WORK_DIR/raftgate-check.log" >&2; die "raftgate -t -c raftgate-n1.conf failed ($RG)"; }
+  else
+    (cd "$WORK_DIR" && timeout 10 "$RG" --version) >"$WORK_DIR/raftgate-check.log" 2>&1 ||
+      { sed 's/^/    /' "$WORK_DIR/raftgate-check.log" >&2; die "$RG --version failed"; }
+  fi
+}
+
+# start_raftgate : three nodes pinned to SERVER_CPUS, either from our own configs (one
+# process group per node, like the etcd members) or as `raftgate cluster local` (one
+# process group: the parent and its three children, which inherit its CPU affinity).
+start_raftgate() {
+  local i t0
+  RG_URLS=()
+  for ((i = 1; i <= 3; i++)); do RG_URLS+=("http://127.0.0.1:$((RG_HTTP_PORT + i - 1))"); done
+  if [[ $RAFTGATE_LAUNCH == configs ]]; then
     local node_pids=()
     for ((i = 1; i <= 3; i++)); do
       start_bg "raftgate-n$i" "$SERVER_CPUS" "$RG" -c "$WORK_DIR/raftgate/n$i/raftgate.conf"
@@ -250,10 +267,13 @@ check_products() {
 }
 
 # ---------------------------------------------------------------- measure ----
-# reset PRODUCT URL PREFIX : remove the keys a write run added
+# reset_writes PRODUCT URL PREFIX : remove the keys a write run added. etcd: deleterange
+# of the prefix, then a compaction at that revision (physical), as auto-compaction would
+# do in production: without it every revision and tombstone stays, and after deleting
+# ~100k keys etcd's range reads were ~8x slower. raftgate: DELETE of the zone + re-seed.
 reset_writes() {
   if [[ $1 == etcd ]]; then
-    python3 "$BENCH_DIR/benchutil.py" etcd-delete-prefix "$ETCD_API" "$2" "$3" >/dev/null
+    python3 "$BENCH_DIR/benchutil.py" etcd-reset "$ETCD_API" "$2" "$3" >/dev/null
   else
     python3 "$BENCH_DIR/benchutil.py" kv-reset "$2$KV_PATH" "$SEED_PREFIX" "$SEED_KEYS"
   fi || { log "WARNING: resetting $1 after a write run failed"; RESET_FAILED=1; }
@@ -272,9 +292,24 @@ wrk_args() {
   esac
 }
 
-pg_cpu_sum() { # PRODUCT -> CPU seconds used so far by all of its process groups
-  local pgs=()
-  read -ra pgs <<<"${PGS[$1]:-}"
+# settle : wait (at most SETTLE_MAX_S) until both clusters together use less than
+# SETTLE_PCT of a core over 0.5 s: follower applies, etcd's background compaction and
+# raftgate snapshots of the previous run are over before the next one starts.
+SETTLE_SPENT=0
+settle() {
+  local t0=$SECONDS a b pct
+  while :; do
+    a=$(pg_cpu_sum etcd raftgate); sleep 0.5; b=$(pg_cpu_sum etcd raftgate)
+    pct=$(awk -v a="$a" -v b="$b" 'BEGIN { printf "%.0f", 200 * (b - a) }')
+    ((pct < SETTLE_PCT)) && break
+    if ((SECONDS - t0 >= SETTLE_MAX_S)); then log "note: the clusters still use ${pct}% of a core after ${SETTLE_MAX_S}s; going on"; break; fi
+  done
+  SETTLE_SPENT=$((SETTLE_SPENT + SECONDS - t0))
+}
+
+pg_cpu_sum() { # PRODUCT... -> CPU seconds used so far by all of their process groups
+  local pgs=() one=() p
+  for p in "$@"; do read -ra one <<<"${PGS[$p]:-}"; pgs+=("${one[@]}"); done
   ((${#pgs[@]})) || { echo 0; return; }
   python3 "$BENCH_DIR/benchutil.py" pg-cpu "${pgs[@]}" | awk '{ s += $1 } END { printf "%.3f", s }'
 }
@@ -311,6 +346,7 @@ run_one() {
   wrk_args "$product" "$op" "$base" "$prefix" "$value"
   local logf="$OUT_DIR/wrk/${product}_${op}_${target}_c${conns}_r${round}.log"
   local s0 s1 p0 p1 o0 o1 rc wall wrkcpu
+  settle
   quiet_check
   s0=$(cpu_snap); p0=$(pg_cpu_sum "$product"); o0=$(pg_cpu_sum "$other")
   local TIMEFORMAT='%U %S %R'
@@ -472,6 +508,7 @@ main() {
   : "${RG_HTTP_PORT:=19281}" "${RG_RAFT_PORT:=19291}"  # nodes 1..3: +0, +1, +2
   : "${START_TIMEOUT_S:=30}"
   : "${IDLE_SAMPLE_S:=3}"      # seconds to measure each idle cluster's CPU before the runs
+  : "${SETTLE_PCT:=20}" "${SETTLE_MAX_S:=20}"  # before each run: wait until both clusters idle
   : "${QUIET_MAX_PCT:=25}" "${QUIET_WAIT_S:=10}" "${QUIET_BUDGET_S:=60}"
   : "${RUN_ID:=$(date +%Y%m%d-%H%M%S)}"
   : "${OUT_DIR:=$BENCH_DIR/results/$RUN_ID}"
@@ -561,6 +598,7 @@ main() {
   log "pinning: wrk -> cpu $LOADGEN_CPUS, etcd and raftgate -> cpu $SERVER_CPUS; data under $WORK_DIR; results -> $OUT_DIR"
 
   # ---- start both clusters (an idle cluster costs little; measured below) ----
+  ((WANT[raftgate])) && prepare_raftgate
   ((WANT[etcd])) && start_etcd
   ((WANT[raftgate])) && start_raftgate
   check_products
@@ -604,8 +642,10 @@ main() {
   {
     echo "== raftgate vs etcd: replicated writes and linearizable reads, $RUN_ID =="
     echo "3 nodes each on 127.0.0.1, all server processes on cpu $SERVER_CPUS; wrk closed loop, $WRK_THREADS thread on cpu $LOADGEN_CPUS; $ROUNDS round(s) x $DURATION; medians shown"
-    echo "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') JSON gateway ($ETCD_API/kv/put, $ETCD_API/kv/range); raftgate $KV_PATH ($([[ $RAFTGATE_LAUNCH == local ]] && echo "cluster local, zone 1m" || echo "cluster local's config, zone $KV_ZONE_SIZE"))"
+    ((WANT[etcd])) && echo "etcd $(etcd --version 2>/dev/null | sed -n 's/^etcd Version: //p') JSON gateway ($ETCD_API/kv/put, $ETCD_API/kv/range), default flags${ETCD_EXTRA_FLAGS:+ + $ETCD_EXTRA_FLAGS}"
+    ((WANT[raftgate])) && echo "raftgate $KV_PATH ($([[ $RAFTGATE_LAUNCH == local ]] && echo "raftgate cluster local, zone 1m" || echo "the config raftgate cluster local writes, zone $KV_ZONE_SIZE"))"
     echo "values $VALUE_SIZE bytes; writes: a new key per request (raftgate POST, etcd put), patch: raftgate PATCH of $SEED_KEYS seeded keys; reads: a seeded key per request"
+    echo "after every write run: raftgate DELETE of the zone + re-seed, etcd deleterange of the run's keys + compaction; before every run: both clusters idle (waited ${SETTLE_SPENT}s in all)"
     echo "srv us/req = CPU (user+sys) of all 3 server processes of that product / requests; idle CPU before the runs: etcd ${idle_etcd}%, raftgate ${idle_rg}% of a core"
     echo
     python3 "$BENCH_DIR/writes_report.py" "$RESULTS_CSV"
