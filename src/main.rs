@@ -246,7 +246,16 @@ fn main() -> ExitCode {
 /// `worker_processes 1` gets a single-threaded runtime: one core's worth of work with
 /// no cross-thread wake-ups, like one nginx worker. More workers share a work-stealing
 /// runtime.
+///
+/// `auto` (or no directive) means one worker per core this process may run on — its CPU
+/// affinity, as nginx's `auto` — so a node pinned to one core (`taskset`, a container's
+/// cpuset) gets the single-threaded runtime too.
 fn runtime(threads: Option<usize>) -> std::io::Result<tokio::runtime::Runtime> {
+    let threads = threads.or_else(|| {
+        std::thread::available_parallelism()
+            .ok()
+            .map(std::num::NonZeroUsize::get)
+    });
     if threads == Some(1) && std::env::var_os("RAFTGATE_MULTI_THREAD").is_none() {
         return tokio::runtime::Builder::new_current_thread()
             .enable_all()
