@@ -214,18 +214,17 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
     /// Encodes the state and writes it durably (temp file, fsync, rename, fsync dir)
     /// before returning: openraft purges the log up to the snapshot right after.
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let data = self
-            .applied
-            .state
-            .snapshot()
-            .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         let meta = SnapshotMeta {
             last_log_id: self.applied.last_applied,
             last_membership: self.applied.membership.clone(),
             snapshot_id: snapshot_id(self.applied.last_applied),
         };
+        // Encoding a large state takes milliseconds of CPU: off the async workers (a
+        // single-threaded node would stop serving meanwhile), like the file's fsyncs.
+        let applied = Arc::clone(&self.applied);
         let files = Arc::clone(&self.files);
         let (meta, data) = blocking(move || {
+            let data = applied.state.snapshot().map_err(std::io::Error::other)?;
             files.save(&meta, &data, true)?;
             Ok((meta, data))
         })
