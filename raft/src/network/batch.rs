@@ -61,28 +61,43 @@ impl Proposer {
     /// Proposes `entry` and waits for it to commit and apply on this node (which must
     /// be the leader), as [`propose`] does; API requests are batched with others.
     pub async fn propose(&self, entry: Entry) -> Result<(Response, LogId), ForwardError> {
+        self.submit(entry).await
+    }
+
+    /// Queues `entry` at once (so entries submitted one after another keep their order
+    /// in the log) and returns the wait for its outcome.
+    pub fn submit(&self, entry: Entry) -> Outcome {
         let request = match entry {
             Entry::Request(r) => r,
-            other => return propose(&self.raft, other, self.commit_timeout).await,
+            other => {
+                let (raft, timeout) = (self.raft.clone(), self.commit_timeout);
+                return Box::pin(async move { propose(&raft, other, timeout).await });
+            }
         };
         let bytes = bincode::serialized_size(&request).unwrap_or(MAX_BATCH_BYTES);
         let (reply, rx) = oneshot::channel();
-        self.tx
-            .send(Pending {
-                request,
-                bytes,
-                reply,
-            })
-            .map_err(|_| ForwardError::Refused {
+        let queued = self.tx.send(Pending {
+            request,
+            bytes,
+            reply,
+        });
+        Box::pin(async move {
+            queued.map_err(|_| ForwardError::Refused {
                 reason: "the proposal queue is closed (shutting down)".into(),
             })?;
-        rx.await.unwrap_or_else(|_| {
-            Err(ForwardError::Unknown {
-                reason: "the proposal was dropped before its outcome was known".into(),
+            rx.await.unwrap_or_else(|_| {
+                Err(ForwardError::Unknown {
+                    reason: "the proposal was dropped before its outcome was known".into(),
+                })
             })
         })
     }
 }
+
+/// The wait for one proposal's outcome.
+pub type Outcome = std::pin::Pin<
+    Box<dyn std::future::Future<Output = Result<(Response, LogId), ForwardError>> + Send>,
+>;
 
 async fn run(
     raft: Raft,

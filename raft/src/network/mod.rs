@@ -17,6 +17,7 @@
 mod batch;
 mod client;
 mod error;
+mod forward;
 mod membership;
 mod peer;
 mod server;

@@ -12,9 +12,7 @@ use tonic::{Code, Request, Status};
 
 use super::error::{ForwardError, ReadIndexError};
 use super::proto::raft_node_client::RaftNodeClient;
-use super::proto::{
-    forward_reply, read_index_reply, ForwardReply, ForwardRequest, NotLeader, ReadIndexRequest,
-};
+use super::proto::{forward_reply, read_index_reply, ForwardReply, NotLeader, ReadIndexRequest};
 use super::{decode, encode, NetworkConfig};
 use crate::types::{LogId, Raft, Response};
 use crate::{Entry, NodeId};
@@ -62,6 +60,8 @@ pub(crate) struct Peer {
     channel: Result<Channel, String>,
     backoff: Mutex<Backoff>,
     config: Arc<NetworkConfig>,
+    /// Writes waiting to be forwarded to this peer (started on first use).
+    forwards: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<super::forward::Queued>>,
 }
 
 impl Peer {
@@ -85,6 +85,7 @@ impl Peer {
             channel,
             backoff: Mutex::new(Backoff::default()),
             config,
+            forwards: std::sync::OnceLock::new(),
         }
     }
 
@@ -321,18 +322,18 @@ impl Peers {
         let body = encode(entry).map_err(|e| ForwardError::Refused {
             reason: format!("encoding the entry: {e}"),
         })?;
-        // Longer than the leader's own commit wait, so its "unknown" answer normally
-        // arrives before this side gives up.
-        let server_deadline = self.config.commit_timeout + Duration::from_millis(500);
-        let deadline = server_deadline + self.config.connect_timeout;
-        let reply = peer
-            .call(deadline, |mut client| async move {
-                client
-                    .forward(request(ForwardRequest { entry: body }, server_deadline))
-                    .await
+        let queue = peer
+            .forwards
+            .get_or_init(|| super::forward::start(&peer, self.config.clone()));
+        let (queued, rx) = super::forward::Queued::new(body);
+        queue.send(queued).map_err(|_| ForwardError::Refused {
+            reason: "the forwarding queue is closed".into(),
+        })?;
+        rx.await.unwrap_or_else(|_| {
+            Err(ForwardError::Unknown {
+                reason: "the forward was dropped before its outcome was known".into(),
             })
-            .await;
-        forward_outcome(leader, reply)
+        })
     }
 
     /// Asks `leader` to confirm its leadership with a quorum and name the log index a
@@ -386,7 +387,7 @@ fn not_leader(n: NotLeader) -> (Option<NodeId>, Option<String>) {
 
 /// Classifies a forward's result. Only what certainly did not reach the leader's log is
 /// reported as not applied; anything after the request may have left is `Unknown`.
-fn forward_outcome(
+pub(crate) fn forward_outcome(
     leader: NodeId,
     reply: Result<ForwardReply, CallError>,
 ) -> Result<(Response, LogId), ForwardError> {

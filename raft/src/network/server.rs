@@ -17,8 +17,9 @@ use super::error::{ForwardError, ReadIndexError};
 use super::membership::{change_membership, leader_view, MembershipChange};
 use super::proto::raft_node_server::{RaftNode, RaftNodeServer};
 use super::proto::{
-    forward_reply, read_index_reply, snapshot_chunk, Committed, ForwardReply, ForwardRequest,
-    NotLeader, Payload, ReadIndexReply, ReadIndexRequest, SnapshotChunk,
+    forward_reply, read_index_reply, snapshot_chunk, Committed, ForwardBatchReply,
+    ForwardBatchRequest, ForwardReply, ForwardRequest, NotLeader, Payload, ReadIndexReply,
+    ReadIndexRequest, SnapshotChunk,
 };
 use super::{decode, encode, NetworkConfig, Peers, MEMBERSHIP_TIMEOUT};
 use crate::types::{LogId, Raft, Response, TypeConfig, Vote};
@@ -163,35 +164,33 @@ impl RaftNode for RaftService {
     ) -> Result<GrpcResponse<ForwardReply>, Status> {
         let entry: Entry =
             decode(&request.into_inner().entry).map_err(|e| invalid("forwarded entry", e))?;
-        let outcome = match self.proposer.propose(entry).await {
-            Ok((response, log_id)) => {
-                let committed = encode(&response).and_then(|r| Ok((r, encode(&log_id)?)));
-                match committed {
-                    Ok((response, log_id)) => {
-                        forward_reply::Outcome::Committed(Committed { response, log_id })
-                    }
-                    Err(e) => forward_reply::Outcome::Unknown(format!(
-                        "committed at {log_id}, but encoding the answer failed: {e}"
-                    )),
-                }
-            }
-            Err(ForwardError::NoLeader) => {
-                forward_reply::Outcome::NotLeader(not_leader_reply(None, None))
-            }
-            Err(ForwardError::NotLeader { leader, addr }) => {
-                forward_reply::Outcome::NotLeader(NotLeader {
-                    leader_id: leader,
-                    leader_addr: addr.unwrap_or_default(),
-                })
-            }
-            Err(ForwardError::Unknown { reason }) => forward_reply::Outcome::Unknown(reason),
-            Err(e @ (ForwardError::Refused { .. } | ForwardError::Unreachable { .. })) => {
-                forward_reply::Outcome::NotProposed(e.to_string())
-            }
-        };
-        Ok(GrpcResponse::new(ForwardReply {
-            outcome: Some(outcome),
-        }))
+        Ok(GrpcResponse::new(forward_reply(
+            self.proposer.propose(entry).await,
+        )))
+    }
+
+    /// Proposes every entry at once (so they share the leader's next batch) and answers
+    /// each, in order.
+    async fn forward_batch(
+        &self,
+        request: Request<ForwardBatchRequest>,
+    ) -> Result<GrpcResponse<ForwardBatchReply>, Status> {
+        let entries = request
+            .into_inner()
+            .entries
+            .iter()
+            .map(|e| decode::<Entry>(e))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| invalid("forwarded entry", e))?;
+        let waits: Vec<_> = entries
+            .into_iter()
+            .map(|entry| self.proposer.submit(entry))
+            .collect();
+        let mut replies = Vec::with_capacity(waits.len());
+        for wait in waits {
+            replies.push(forward_reply(wait.await));
+        }
+        Ok(GrpcResponse::new(ForwardBatchReply { replies }))
     }
 
     async fn change_membership(
@@ -230,6 +229,39 @@ impl RaftNode for RaftService {
         Ok(GrpcResponse::new(ReadIndexReply {
             outcome: Some(outcome),
         }))
+    }
+}
+
+/// The wire form of a proposal's outcome.
+fn forward_reply(r: Result<(Response, LogId), ForwardError>) -> ForwardReply {
+    let outcome = match r {
+        Ok((response, log_id)) => {
+            let committed = encode(&response).and_then(|r| Ok((r, encode(&log_id)?)));
+            match committed {
+                Ok((response, log_id)) => {
+                    forward_reply::Outcome::Committed(Committed { response, log_id })
+                }
+                Err(e) => forward_reply::Outcome::Unknown(format!(
+                    "committed at {log_id}, but encoding the answer failed: {e}"
+                )),
+            }
+        }
+        Err(ForwardError::NoLeader) => {
+            forward_reply::Outcome::NotLeader(not_leader_reply(None, None))
+        }
+        Err(ForwardError::NotLeader { leader, addr }) => {
+            forward_reply::Outcome::NotLeader(NotLeader {
+                leader_id: leader,
+                leader_addr: addr.unwrap_or_default(),
+            })
+        }
+        Err(ForwardError::Unknown { reason }) => forward_reply::Outcome::Unknown(reason),
+        Err(e @ (ForwardError::Refused { .. } | ForwardError::Unreachable { .. })) => {
+            forward_reply::Outcome::NotProposed(e.to_string())
+        }
+    };
+    ForwardReply {
+        outcome: Some(outcome),
     }
 }
 
