@@ -102,7 +102,7 @@ fn config(n: &LocalNode, peers: &str) -> String {
          error_log {d}/error.log info;\n\
          cluster {{\n    node_id {id};\n    listen {raft};\n{peers}    data_dir {d}/data;\n}}\n\
          events {{}}\n\
-         http {{\n    access_log off;\n    keyval_zone zone=demo:1m;\n    server {{\n        listen {http};\n        \
+         http {{\n    access_log off;\n    keyval_zone zone=demo:64m;\n    server {{\n        listen {http};\n        \
          location /api {{\n            api write=on;\n            allow 127.0.0.1;\n            deny all;\n        }}\n        \
          location / {{\n            default_type text/plain;\n            return 200 \"raftgate node {id}\\n\";\n        }}\n    }}\n}}\n",
         d = n.dir.display(),

@@ -140,6 +140,11 @@ impl LogStore {
 
     fn read_entries(&self, start: u64, end: u64) -> StorageResult<Vec<LogEntry>> {
         let mut out = Vec::new();
+        // Purged entries may linger until the background delete reaches them.
+        let start = match self.last_purged()? {
+            Some(p) => start.max(p.index.saturating_add(1)),
+            None => start,
+        };
         if start >= end {
             return Ok(out);
         }
@@ -249,7 +254,12 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     async fn get_log_state(&mut self) -> StorageResult<LogState<TypeConfig>> {
         let last_purged_log_id = self.last_purged()?;
-        let last_log_id = self.last_log_id()?.or(last_purged_log_id);
+        // Entries at or below the purge point may still be on disk for a moment (they
+        // are deleted in the background): they never count as the last log.
+        let last_log_id = match (self.last_log_id()?, last_purged_log_id) {
+            (Some(last), Some(purged)) if last.index <= purged.index => Some(purged),
+            (last, purged) => last.or(purged),
+        };
         Ok(LogState {
             last_purged_log_id,
             last_log_id,
@@ -313,23 +323,43 @@ impl RaftLogStorage<TypeConfig> for LogStore {
 
     /// The new `purged` mark and the removals go in one batch, so no crash leaves a hole
     /// at the head of the log that `purged` does not account for.
+    /// Records the purge point at once, then deletes the entries below it in the
+    /// background, in slices: openraft awaits `purge` in its core loop, and deleting
+    /// 10,000 entries in one sled batch stalled every write for a few hundred
+    /// milliseconds. Entries at or below the recorded point are never read again (the
+    /// log state starts after it), and they are never rewritten, so deleting them late
+    /// — or after a crash, by the next purge, which starts from index 0 — is safe.
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
-        let mut batch = sled::Batch::default();
-        batch.insert(
-            KEY_PURGED,
-            bincode::serialize(&Some(log_id)).map_err(|e| write_err(&e))?,
-        );
-        for kv in self
-            .tree
-            .range(log_key(0, 0).to_vec()..log_key(log_id.index.saturating_add(1), 0).to_vec())
-        {
-            let (k, _) = kv.map_err(|e| write_err(&e))?;
-            batch.remove(k);
-        }
-        self.tree.apply_batch(batch).map_err(|e| write_err(&e))?;
+        self.put_meta(KEY_PURGED, &Some(log_id))?;
+        let tree = self.tree.clone();
+        tokio::task::spawn_blocking(move || {
+            let end = log_key(log_id.index.saturating_add(1), 0);
+            loop {
+                let mut batch = sled::Batch::default();
+                let mut n = 0;
+                for kv in tree
+                    .range(log_key(0, 0).to_vec()..end.to_vec())
+                    .take(PURGE_SLICE)
+                {
+                    match kv {
+                        Ok((k, _)) => {
+                            batch.remove(k);
+                            n += 1;
+                        }
+                        Err(_) => return,
+                    }
+                }
+                if n == 0 || tree.apply_batch(batch).is_err() {
+                    return;
+                }
+            }
+        });
         Ok(())
     }
 }
+
+/// Log entries deleted per sled batch when purging.
+const PURGE_SLICE: usize = 1_000;
 
 fn log_key(index: u64, chunk: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
