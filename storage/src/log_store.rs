@@ -332,7 +332,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
         self.put_meta(KEY_PURGED, &Some(log_id))?;
         let tree = self.tree.clone();
-        tokio::task::spawn_blocking(move || {
+        drop(crate::background("raftgate-purge", move || {
             let end = log_key(log_id.index.saturating_add(1), 0);
             loop {
                 let mut batch = sled::Batch::default();
@@ -353,7 +353,7 @@ impl RaftLogStorage<TypeConfig> for LogStore {
                     return;
                 }
             }
-        });
+        }));
         Ok(())
     }
 }

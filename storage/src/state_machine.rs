@@ -220,16 +220,18 @@ impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
             snapshot_id: snapshot_id(self.applied.last_applied),
         };
         // Encoding a large state takes milliseconds of CPU: off the async workers (a
-        // single-threaded node would stop serving meanwhile), like the file's fsyncs.
+        // single-threaded node would stop serving meanwhile), at low priority, like the
+        // file's fsyncs.
         let applied = Arc::clone(&self.applied);
         let files = Arc::clone(&self.files);
-        let (meta, data) = blocking(move || {
+        let built = crate::background("raftgate-snapshot", move || {
             let data = applied.state.snapshot().map_err(std::io::Error::other)?;
             files.save(&meta, &data, true)?;
-            Ok((meta, data))
+            Ok::<_, std::io::Error>((meta, data))
         })
         .await
-        .map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot thread did not start")));
+        let (meta, data) = built.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
