@@ -219,7 +219,7 @@ pub(crate) fn background<T: Send + 'static>(
 }
 
 /// nice 19 for the calling thread (Linux: a thread is a schedulable task of its own).
-fn lower_priority() {
+pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]
     // SAFETY: gettid and setpriority take plain integers and touch no memory of ours.

@@ -49,14 +49,38 @@ type StorageResult<T> = Result<T, StorageError<u64>>;
 /// openraft's log store (and log reader: clones share everything).
 #[derive(Clone)]
 pub struct LogStore {
+    // Field order is drop order: the purge thread (which holds a handle on the tree) is
+    // joined before the tree and the flusher go, so the last store handle dropped
+    // releases sled's lock on the directory.
+    purger: Arc<Purger>,
     tree: sled::Db,
     flusher: Arc<Flusher>,
+}
+
+/// The background deletion of purged entries (at most one at a time).
+#[derive(Default)]
+struct Purger {
+    thread: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
+}
+
+impl Drop for Purger {
+    fn drop(&mut self) {
+        let thread = self
+            .thread
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take();
+        if let Some(t) = thread {
+            let _ = t.join();
+        }
+    }
 }
 
 impl LogStore {
     pub(crate) fn new(tree: sled::Db, flusher: Flusher) -> Self {
         debug_assert_eq!(KEY_VOTE[0], TAG_META);
         LogStore {
+            purger: Arc::default(),
             tree,
             flusher: Arc::new(flusher),
         }
@@ -331,35 +355,54 @@ impl RaftLogStorage<TypeConfig> for LogStore {
     /// — or after a crash, by the next purge, which starts from index 0 — is safe.
     async fn purge(&mut self, log_id: LogId) -> StorageResult<()> {
         self.put_meta(KEY_PURGED, &Some(log_id))?;
+        let mut thread = self
+            .purger
+            .thread
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if thread.as_ref().is_some_and(|t| !t.is_finished()) {
+            // Still deleting an earlier range; the next purge starts from index 0 and
+            // takes this one's entries along.
+            return Ok(());
+        }
         let tree = self.tree.clone();
-        drop(crate::background("raftgate-purge", move || {
-            let end = log_key(log_id.index.saturating_add(1), 0);
-            loop {
-                let mut batch = sled::Batch::default();
-                let mut n = 0;
-                for kv in tree
-                    .range(log_key(0, 0).to_vec()..end.to_vec())
-                    .take(PURGE_SLICE)
-                {
-                    match kv {
-                        Ok((k, _)) => {
-                            batch.remove(k);
-                            n += 1;
-                        }
-                        Err(_) => return,
-                    }
-                }
-                if n == 0 || tree.apply_batch(batch).is_err() {
-                    return;
-                }
-            }
-        }));
+        let spawned = std::thread::Builder::new()
+            .name("raftgate-purge".into())
+            .spawn(move || {
+                crate::lower_priority();
+                delete_up_to(&tree, log_id.index);
+            });
+        *thread = spawned.ok();
         Ok(())
     }
 }
 
 /// Log entries deleted per sled batch when purging.
 const PURGE_SLICE: usize = 1_000;
+
+/// Deletes every log entry up to `index`, a slice at a time.
+fn delete_up_to(tree: &sled::Db, index: u64) {
+    let end = log_key(index.saturating_add(1), 0);
+    loop {
+        let mut batch = sled::Batch::default();
+        let mut n = 0;
+        for kv in tree
+            .range(log_key(0, 0).to_vec()..end.to_vec())
+            .take(PURGE_SLICE)
+        {
+            match kv {
+                Ok((k, _)) => {
+                    batch.remove(k);
+                    n += 1;
+                }
+                Err(_) => return,
+            }
+        }
+        if n == 0 || tree.apply_batch(batch).is_err() {
+            return;
+        }
+    }
+}
 
 fn log_key(index: u64, chunk: u32) -> [u8; 13] {
     let mut k = [0u8; 13];
