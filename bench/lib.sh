@@ -12,6 +12,9 @@ LAST_PID=""
 log() { printf '[%s] %s\n' "$(date +%H:%M:%S)" "$*" >&2; }
 die() { log "ERROR: $*"; exit 1; }
 
+# wrk scripts load common.lua from here.
+export BENCH_LUA_DIR="$BENCH_DIR/lua"
+
 # start_bg NAME CPUS CMD... : start CMD in $WORK_DIR, pinned to CPUS, in its own
 # process group (exec chain, so $LAST_PID is the server process itself).
 start_bg() {
@@ -141,4 +144,38 @@ ensure_tools() {
 }
 remove_policy_rc() {
   if ((POLICY_RC_CREATED)); then rm -f /usr/sbin/policy-rc.d; POLICY_RC_CREATED=0; fi
+}
+
+# The raftgate binary under test, in $RG: RAFTGATE_BIN as given, else
+# target/release/raftgate, built first when missing or older than the sources (not part
+# of any timed run; NO_BUILD=1 uses a stale one with a warning).
+RG=""
+resolve_raftgate() { # WHAT_REMAINS: what SKIP_RAFTGATE=1 still measures
+  local others=$1
+  if [[ -n ${RAFTGATE_BIN:-} ]]; then
+    [[ -x $RAFTGATE_BIN ]] || die "RAFTGATE_BIN=$RAFTGATE_BIN is not an executable file"
+    RG=$(cd "$(dirname "$RAFTGATE_BIN")" && pwd)/$(basename "$RAFTGATE_BIN")
+    return 0
+  fi
+  RG=$REPO_DIR/target/release/raftgate
+  local why="" newer
+  if [[ ! -x $RG ]]; then
+    why="missing"
+  else
+    newer=$(cd "$REPO_DIR" && find src raft storage Cargo.toml Cargo.lock rust-toolchain.toml build.rs \
+      -type f -newer "$RG" 2>/dev/null | head -n1)
+    [[ -n $newer ]] && why="older than $newer"
+  fi
+  [[ -z $why ]] && return 0
+  if [[ ${NO_BUILD:-0} == 1 ]]; then
+    [[ -x $RG ]] || die "$RG is missing and NO_BUILD=1 (build it, set RAFTGATE_BIN, or SKIP_RAFTGATE=1)"
+    log "warning: $RG is $why; NO_BUILD=1, using it anyway"
+    return 0
+  fi
+  command -v cargo >/dev/null 2>&1 ||
+    die "$RG is $why and cargo is not on PATH. Build it (cargo build --release), set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only $others"
+  log "raftgate binary is $why: cargo build --release --bin raftgate (not part of the timed run)"
+  (cd "$REPO_DIR" && cargo build --release --bin raftgate) >&2 ||
+    die "cargo build --release failed. Fix the build, set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only $others"
+  [[ -x $RG ]] || die "cargo build finished but $RG does not exist"
 }

@@ -124,36 +124,6 @@ backend be
 EOF
 }
 
-# ---------------------------------------------------------------- raftgate ---
-RG=""
-resolve_raftgate() {
-  if [[ -n ${RAFTGATE_BIN:-} ]]; then
-    [[ -x $RAFTGATE_BIN ]] || die "RAFTGATE_BIN=$RAFTGATE_BIN is not an executable file"
-    RG=$(cd "$(dirname "$RAFTGATE_BIN")" && pwd)/$(basename "$RAFTGATE_BIN")
-    return 0
-  fi
-  RG=$REPO_DIR/target/release/raftgate
-  local why="" newer
-  if [[ ! -x $RG ]]; then
-    why="missing"
-  else
-    newer=$(cd "$REPO_DIR" && find src raft storage Cargo.toml Cargo.lock rust-toolchain.toml build.rs \
-      -type f -newer "$RG" 2>/dev/null | head -n1)
-    [[ -n $newer ]] && why="older than $newer"
-  fi
-  [[ -z $why ]] && return 0
-  if [[ ${NO_BUILD:-0} == 1 ]]; then
-    [[ -x $RG ]] || die "$RG is missing and NO_BUILD=1 (build it, set RAFTGATE_BIN, or SKIP_RAFTGATE=1)"
-    log "warning: $RG is $why; NO_BUILD=1, using it anyway"
-    return 0
-  fi
-  command -v cargo >/dev/null 2>&1 ||
-    die "$RG is $why and cargo is not on PATH. Build it (cargo build --release), set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only nginx and HAProxy"
-  log "raftgate binary is $why: cargo build --release --bin raftgate (not part of the timed run)"
-  (cd "$REPO_DIR" && cargo build --release --bin raftgate) >&2 ||
-    die "cargo build --release failed. Fix the build, set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only nginx and HAProxy"
-  [[ -x $RG ]] || die "cargo build finished but $RG does not exist"
-}
 
 # start_raftgate : choose the config with `raftgate -t` (tuned first in auto mode),
 # start it pinned, wait for its port. Sets PID[raftgate] and RG_CONF_USED.
@@ -373,7 +343,7 @@ main() {
   # ---- tools, binary (before anything is started) ----
   ensure_tools
   command -v timeout >/dev/null || die "coreutils 'timeout' missing"
-  if ((want_rg)); then resolve_raftgate; fi
+  if ((want_rg)); then resolve_raftgate "nginx and HAProxy"; fi
   if (($(nproc) < 2)) && [[ $LOADGEN_CPUS == 0 && $SERVER_CPUS == 1 ]]; then
     log "warning: only $(nproc) CPU; wrk and the servers share cpu 0"; LOADGEN_CPUS=0; SERVER_CPUS=0
   fi

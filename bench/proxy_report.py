@@ -7,31 +7,13 @@ over the interleaved rounds, then raftgate's ratios to nginx and HAProxy.
 Several CSVs (e.g. repeated runs) are pooled: every round of every run is one sample.
 """
 import csv
-import statistics
 import sys
+
+from report_common import CONTENDED_PCT, fnum, med, num
 
 TARGET_ORDER = ["raftgate", "nginx", "haproxy", "upstream"]
 NUM = ["rps", "p50_ms", "p99_ms", "errors", "proxy_us_per_req", "upstream_us_per_req",
        "proxy_cpu_pct", "wrk_cpu_pct", "bg_busy_pct", "other_server_pct", "other_loadgen_pct"]
-CONTENDED_PCT = 15  # other jobs used more than this % of the server or loadgen core
-
-
-def fnum(v, fmt):
-    return "-" if v is None else fmt % v
-
-
-def num(row, f):
-    try:
-        return float(row[f])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def med(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def main(files):
     rows = []
     for path in files:

@@ -38,43 +38,12 @@ BENCH_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_DIR=$(cd "$BENCH_DIR/.." && pwd)
 # shellcheck source-path=SCRIPTDIR source=lib.sh
 source "$BENCH_DIR/lib.sh"
-export BENCH_LUA_DIR="$BENCH_DIR/lua"
 
 ZONE=demo
 KV_PATH=/api/2/http/keyvals/$ZONE
 ETCD_API=/v3      # probed at start: etcd 3.4 serves /v3 and (deprecated) /v3beta
 ETCD_URLS=() RG_URLS=()
 
-# ---------------------------------------------------------------- raftgate ---
-RG=""
-resolve_raftgate() {
-  if [[ -n ${RAFTGATE_BIN:-} ]]; then
-    [[ -x $RAFTGATE_BIN ]] || die "RAFTGATE_BIN=$RAFTGATE_BIN is not an executable file"
-    RG=$(cd "$(dirname "$RAFTGATE_BIN")" && pwd)/$(basename "$RAFTGATE_BIN")
-    return 0
-  fi
-  RG=$REPO_DIR/target/release/raftgate
-  local why="" newer
-  if [[ ! -x $RG ]]; then
-    why="missing"
-  else
-    newer=$(cd "$REPO_DIR" && find src raft storage Cargo.toml Cargo.lock rust-toolchain.toml build.rs \
-      -type f -newer "$RG" 2>/dev/null | head -n1)
-    [[ -n $newer ]] && why="older than $newer"
-  fi
-  [[ -z $why ]] && return 0
-  if [[ ${NO_BUILD:-0} == 1 ]]; then
-    [[ -x $RG ]] || die "$RG is missing and NO_BUILD=1 (build it, set RAFTGATE_BIN, or SKIP_RAFTGATE=1)"
-    log "warning: $RG is $why; NO_BUILD=1, using it anyway"
-    return 0
-  fi
-  command -v cargo >/dev/null 2>&1 ||
-    die "$RG is $why and cargo is not on PATH. Build it (cargo build --release), set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only etcd"
-  log "raftgate binary is $why: cargo build --release --bin raftgate (not part of the timed run)"
-  (cd "$REPO_DIR" && cargo build --release --bin raftgate) >&2 ||
-    die "cargo build --release failed. Fix the build, set RAFTGATE_BIN=..., or run with SKIP_RAFTGATE=1 to measure only etcd"
-  [[ -x $RG ]] || die "cargo build finished but $RG does not exist"
-}
 
 # The configuration `raftgate cluster local` generates (src/local.rs), except for the
 # size of the keyval zone, KV_ZONE_SIZE (cluster local's is 64m; a full zone answers
@@ -552,7 +521,7 @@ main() {
   ((WANT[etcd])) && tools+=(etcd)
   ensure_tools "${tools[@]}"
   command -v timeout >/dev/null || die "coreutils 'timeout' missing"
-  if ((WANT[raftgate])); then resolve_raftgate; fi
+  if ((WANT[raftgate])); then resolve_raftgate etcd; fi
   if (($(nproc) < 2)) && [[ $LOADGEN_CPUS == 0 && $SERVER_CPUS == 1 ]]; then
     log "warning: only $(nproc) CPU; wrk and the servers share cpu 0"; LOADGEN_CPUS=0; SERVER_CPUS=0
   fi

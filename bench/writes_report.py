@@ -7,8 +7,9 @@ medians over the rounds, then raftgate's ratios to etcd.
 Several CSVs (e.g. repeated runs) are pooled: every round of every run is one sample.
 """
 import csv
-import statistics
 import sys
+
+from report_common import CONTENDED_PCT, fnum, med, num
 
 PRODUCTS = ["etcd", "raftgate"]
 TARGETS = ["leader", "follower"]
@@ -18,25 +19,6 @@ OP_LABEL = {("etcd", "write"): "put", ("etcd", "read"): "range",
             ("raftgate", "write"): "POST", ("raftgate", "patch"): "PATCH", ("raftgate", "read"): "GET"}
 NUM = ["rps", "p50_ms", "p99_ms", "srv_us_per_req", "srv_cpu_pct", "wrk_cpu_pct",
        "other_server_pct", "other_loadgen_pct", "other_product_cpu_pct"]
-CONTENDED_PCT = 15  # other jobs used more than this % of the server or loadgen core
-
-
-def fnum(v, fmt):
-    return "-" if v is None else fmt % v
-
-
-def num(row, f):
-    try:
-        return float(row[f])
-    except (KeyError, TypeError, ValueError):
-        return None
-
-
-def med(vals):
-    vals = [v for v in vals if v is not None]
-    return statistics.median(vals) if vals else None
-
-
 def ratio(x, y):
     return None if x is None or y is None or y == 0 else x / y
 

@@ -42,6 +42,18 @@ fn read(node: &Node, k: &str) -> Option<String> {
         .map(String::from)
 }
 
+/// Node 1 of a single-node cluster in `dir`, without a Raft listener.
+fn single_node(dir: &std::path::Path) -> NodeOptions {
+    NodeOptions {
+        id: 1,
+        listener: None,
+        members: BTreeMap::from([(1, String::new())]),
+        data_dir: dir.to_path_buf(),
+        raft: NodeOptions::raft_config(None).expect("config"),
+        network: NetworkConfig::default(),
+    }
+}
+
 struct Cluster {
     dirs: Vec<PathBuf>,
     addrs: BTreeMap<u64, String>,
@@ -255,14 +267,7 @@ async fn a_single_node_without_peers_elects_itself_and_keeps_state_across_restar
         std::process::id(),
         fastrand::u64(..)
     ));
-    let opts = || NodeOptions {
-        id: 1,
-        listener: None,
-        members: BTreeMap::from([(1, String::new())]),
-        data_dir: dir.clone(),
-        raft: NodeOptions::raft_config(None).expect("config"),
-        network: NetworkConfig::default(),
-    };
+    let opts = || single_node(&dir);
     let node = Node::start(opts()).await.expect("start");
     assert_eq!(node.leader(WAIT).await, Some(1));
     assert_eq!(
@@ -299,14 +304,7 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
         std::process::id(),
         fastrand::u64(..)
     ));
-    let single = NodeOptions {
-        id: 1,
-        listener: None,
-        members: BTreeMap::from([(1, String::new())]),
-        data_dir: dir.clone(),
-        raft: NodeOptions::raft_config(None).expect("config"),
-        network: NetworkConfig::default(),
-    };
+    let single = single_node(&dir);
     let node = Node::start(single).await.expect("single node");
     assert_eq!(
         node.write(configure(), WAIT).await.expect("write").0,
@@ -341,18 +339,7 @@ async fn failed_resolves_once_raft_stops_so_the_process_can_exit() {
         std::process::id(),
         fastrand::u64(..)
     ));
-    let node = std::sync::Arc::new(
-        Node::start(NodeOptions {
-            id: 1,
-            listener: None,
-            members: BTreeMap::from([(1, String::new())]),
-            data_dir: dir.clone(),
-            raft: NodeOptions::raft_config(None).expect("config"),
-            network: NetworkConfig::default(),
-        })
-        .await
-        .expect("start"),
-    );
+    let node = std::sync::Arc::new(Node::start(single_node(&dir)).await.expect("start"));
     assert_eq!(node.leader(WAIT).await, Some(1));
     let watcher = {
         let node = node.clone();
@@ -436,14 +423,25 @@ async fn concurrent_writes_share_log_entries_and_each_gets_its_own_answer() {
                 },
             });
             let node = c.node(if i % 2 == 0 { leader } else { follower });
-            Box::pin(node.write(entry, WAIT))
-                as std::pin::Pin<Box<dyn std::future::Future<Output = WriteResult> + Send + '_>>
+            let mine = format!("k{}", if i == n - 1 { 0 } else { i });
+            // Batched or not, the accepting node has applied the write when it answers.
+            Box::pin(async move {
+                let r = node.write(entry, WAIT).await;
+                (r, read(node, &mine).is_some())
+            })
+                as std::pin::Pin<
+                    Box<dyn std::future::Future<Output = (WriteResult, bool)> + Send + '_>,
+                >
         })
         .collect();
     let results = join_all(futs).await;
+    assert!(
+        results.iter().all(|(_, seen)| *seen),
+        "a write not yet applied on the node that answered it"
+    );
     let answers: Vec<_> = results
         .into_iter()
-        .map(|r| r.expect("committed").0)
+        .map(|(r, _)| r.expect("committed").0)
         .collect();
     let refused = answers.iter().filter(|a| a.is_err()).count();
     assert_eq!(

@@ -55,6 +55,23 @@ function seed_key(prefix, k)
   return prefix .. string.format("%04d", k)
 end
 
+-- One prebuilt request per seeded key (args: [1] seed prefix, [2] count N), built by
+-- build(key) and served round robin from a per-thread starting point. Returns the
+-- function a script's request() calls (wrk needs request() defined at load time).
+function seeded(args, build)
+  local prefix = args[1] or "seed-"
+  local n = tonumber(args[2] or "256")
+  local reqs = {}
+  for k = 0, n - 1 do
+    reqs[k] = build(seed_key(prefix, k))
+  end
+  local i = (tid or 1) * 7919
+  return function()
+    i = i + 1
+    return reqs[i % n]
+  end
+end
+
 local nthreads = 0
 function setup(thread)
   nthreads = nthreads + 1

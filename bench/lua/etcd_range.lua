@@ -4,22 +4,16 @@
 -- args: [1] seed prefix, [2] number of seeded keys N (keys <prefix>0000..N-1)
 dofile(os.getenv("BENCH_LUA_DIR") .. "/common.lua")
 
-local reqs = {}
-local n = 0
-local i = 0
+local next_request
 
 function init(args)
-  local prefix = args[1] or "seed-"
-  n = tonumber(args[2] or "256")
   local ser = (args[3] == "serializable") and ',"serializable":true' or ""
   local hdrs = { ["Content-Type"] = "application/json" }
-  for k = 0, n - 1 do
-    reqs[k] = wrk.format("POST", nil, hdrs, '{"key":"' .. b64(seed_key(prefix, k)) .. '"' .. ser .. '}')
-  end
-  i = (tid or 1) * 7919
+  next_request = seeded(args, function(key)
+    return wrk.format("POST", nil, hdrs, '{"key":"' .. b64(key) .. '"' .. ser .. '}')
+  end)
 end
 
 function request()
-  i = i + 1
-  return reqs[i % n]
+  return next_request()
 end

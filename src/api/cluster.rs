@@ -109,11 +109,7 @@ fn parse_new_node(body: &[u8]) -> Result<NewNode, ApiError> {
             "node ids start at 1",
         ));
     }
-    let port_ok = n
-        .address
-        .rsplit_once(':')
-        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0));
-    if !port_ok {
+    if !raftgate_raft::network::is_host_port(&n.address) {
         return Err(ApiError::new(
             400,
             CLUSTER_NODE_FORMAT_ERROR,

@@ -60,6 +60,16 @@ impl NodeOptions {
     }
 }
 
+/// What [`Node::via_leader`] does after a failed attempt.
+enum Next {
+    /// Report the failure.
+    Stop,
+    /// Go again at once, to the leader the failure named.
+    Hint(NodeId),
+    /// Go again once the leader changes (or after a moment).
+    Wait,
+}
+
 /// Log entries between snapshots when the `cluster` block does not say.
 pub const DEFAULT_SNAPSHOT_ENTRIES: u64 = 10_000;
 
@@ -287,37 +297,30 @@ impl Node {
         // leader that just stepped down) waits for the election to settle and goes
         // again, within LEADER_WAIT; only then is it refused with 503.
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut hint: Option<NodeId> = None;
-        let (response, log_id) = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let leader = match hint.take() {
-                Some(l) => l,
-                None => self.leader(remaining).await.ok_or_else(|| {
-                    WriteError::NotApplied("no leader: the write was not proposed".into())
-                })?,
-            };
-            let r = if leader == self.id {
-                self.proposer.propose(entry.clone()).await
-            } else {
-                self.peers.forward(leader, &entry).await
-            };
-            match r {
-                Ok(x) => break x,
-                Err(e) if e.not_applied() && tokio::time::Instant::now() < deadline => {
-                    if let ForwardError::NotLeader {
-                        leader: Some(l), ..
-                    } = e
-                    {
-                        if l != leader {
-                            hint = Some(l);
-                            continue;
+        let (response, log_id) = self
+            .via_leader(
+                deadline,
+                || ForwardError::NoLeader,
+                |leader, _| {
+                    let entry = entry.clone();
+                    async move {
+                        if leader == self.id {
+                            self.proposer.propose(entry).await
+                        } else {
+                            self.peers.forward(leader, &entry).await
                         }
                     }
-                    self.leader_change(leader, deadline).await;
-                }
-                Err(e) => return Err(e.into()),
-            }
-        };
+                },
+                |e, leader| match e {
+                    e if !e.not_applied() => Next::Stop,
+                    ForwardError::NotLeader {
+                        leader: Some(l), ..
+                    } if *l != leader => Next::Hint(*l),
+                    _ => Next::Wait,
+                },
+            )
+            .await
+            .map_err(WriteError::from)?;
         if !self.applied_here(log_id.index, apply_timeout).await {
             return Err(WriteError::Unknown(format!(
                 "committed at index {} but not applied on this node within {apply_timeout:?}",
@@ -325,6 +328,43 @@ impl Node {
             )));
         }
         Ok((response, log_id))
+    }
+
+    /// Runs `attempt` against the leader — the one a failed attempt named, else the one
+    /// this node knows, waiting for an election if none — until it succeeds, `next`
+    /// says to stop, or `deadline` passes. What writes, read barriers and membership
+    /// changes share: a failure that certainly changed nothing (no leader yet, a leader
+    /// that just moved, a peer in reconnect backoff) is retried rather than reported.
+    async fn via_leader<T, E, Fut>(
+        &self,
+        deadline: tokio::time::Instant,
+        no_leader: impl Fn() -> E,
+        mut attempt: impl FnMut(NodeId, Duration) -> Fut,
+        next: impl Fn(&E, NodeId) -> Next,
+    ) -> Result<T, E>
+    where
+        Fut: std::future::Future<Output = Result<T, E>>,
+    {
+        let mut hint: Option<NodeId> = None;
+        loop {
+            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let leader = match hint.take() {
+                Some(l) => l,
+                None => self.leader(remaining).await.ok_or_else(&no_leader)?,
+            };
+            let e = match attempt(leader, remaining).await {
+                Ok(v) => return Ok(v),
+                Err(e) => e,
+            };
+            if tokio::time::Instant::now() >= deadline {
+                return Err(e);
+            }
+            match next(&e, leader) {
+                Next::Stop => return Err(e),
+                Next::Hint(l) => hint = Some(l),
+                Next::Wait => self.leader_change(leader, deadline).await,
+            }
+        }
     }
 
     /// Waits until this node sees a leader other than `old` (an election finished), for
@@ -342,30 +382,25 @@ impl Node {
     /// that just moved) are retried until `timeout`.
     pub async fn read_barrier(&self, timeout: Duration) -> Result<(), ReadIndexError> {
         let deadline = tokio::time::Instant::now() + timeout;
-        let mut hint: Option<NodeId> = None;
-        let index = loop {
-            let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-            let leader = match hint.take() {
-                Some(l) => l,
-                None => self
-                    .leader(remaining)
-                    .await
-                    .ok_or(ReadIndexError::NoLeader)?,
-            };
-            let r = if leader == self.id {
-                network::confirm_read_index(&self.raft, remaining).await
-            } else {
-                self.peers.read_index(leader).await
-            };
-            match r {
-                Ok(i) => break i,
-                Err(_) if tokio::time::Instant::now() >= deadline => return r.map(|_| ()),
-                Err(ReadIndexError::NotLeader {
-                    leader: Some(l), ..
-                }) if l != leader => hint = Some(l),
-                Err(_) => self.leader_change(leader, deadline).await,
-            }
-        };
+        let index = self
+            .via_leader(
+                deadline,
+                || ReadIndexError::NoLeader,
+                |leader, remaining| async move {
+                    if leader == self.id {
+                        network::confirm_read_index(&self.raft, remaining).await
+                    } else {
+                        self.peers.read_index(leader).await
+                    }
+                },
+                |e, leader| match e {
+                    ReadIndexError::NotLeader {
+                        leader: Some(l), ..
+                    } if *l != leader => Next::Hint(*l),
+                    _ => Next::Wait,
+                },
+            )
+            .await?;
         let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
         if self.applied_here(index, remaining).await {
             Ok(())
@@ -385,42 +420,34 @@ impl Node {
         change: MembershipChange,
     ) -> Result<u64, MembershipError> {
         let deadline = tokio::time::Instant::now() + LEADER_WAIT;
-        let mut hint: Option<NodeId> = None;
-        let done =
-            loop {
-                let remaining = deadline.saturating_duration_since(tokio::time::Instant::now());
-                let leader = match hint.take() {
-                    Some(l) => l,
-                    None => self
-                        .leader(remaining)
-                        .await
-                        .ok_or(MembershipError::NotLeader { leader: None })?,
-                };
-                let r = if leader == self.id {
-                    network::change_membership(
-                        &self.raft,
-                        &self.peers,
-                        change.clone(),
-                        network::MEMBERSHIP_TIMEOUT,
-                    )
-                    .await
-                } else {
-                    self.peers
-                        .change_membership(leader, &change, network::MEMBERSHIP_TIMEOUT)
-                        .await
-                };
-                let retry = tokio::time::Instant::now() < deadline;
-                match r {
-                    Ok(done) => break done,
-                    Err(MembershipError::NotLeader { leader: Some(l) }) if retry && l != leader => {
-                        hint = Some(l)
+        let done = self
+            .via_leader(
+                deadline,
+                || MembershipError::NotLeader { leader: None },
+                |leader, _| {
+                    let change = change.clone();
+                    async move {
+                        if leader == self.id {
+                            let timeout = network::MEMBERSHIP_TIMEOUT;
+                            network::change_membership(&self.raft, &self.peers, change, timeout)
+                                .await
+                        } else {
+                            let timeout = network::MEMBERSHIP_TIMEOUT;
+                            self.peers.change_membership(leader, &change, timeout).await
+                        }
                     }
-                    Err(
-                        MembershipError::NotLeader { .. } | MembershipError::Unreachable { .. },
-                    ) if retry => self.leader_change(leader, deadline).await,
-                    Err(e) => return Err(e),
-                }
-            };
+                },
+                |e, leader| match e {
+                    MembershipError::NotLeader { leader: Some(l) } if *l != leader => {
+                        Next::Hint(*l)
+                    }
+                    MembershipError::NotLeader { .. } | MembershipError::Unreachable { .. } => {
+                        Next::Wait
+                    }
+                    _ => Next::Stop,
+                },
+            )
+            .await?;
         // A node that removed itself may never receive the entry that completes its
         // removal (the leader stops replicating to it): nothing to wait for.
         let removed_self = change == MembershipChange::Remove { id: self.id };

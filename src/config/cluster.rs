@@ -91,9 +91,8 @@ fn listen(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> 
 fn peer(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> {
     let id = parse_id(d.arg(0))?;
     let addr = d.arg(1);
-    match addr.rsplit_once(':') {
-        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0) => {}
-        _ => return Err(format!("invalid peer address \"{addr}\": use HOST:PORT")),
+    if !raftgate_raft::network::is_host_port(addr) {
+        return Err(format!("invalid peer address \"{addr}\": use HOST:PORT"));
     }
     if c.peers.insert(id, addr.to_string()).is_some() {
         return Err(format!("peer {id} is listed twice"));

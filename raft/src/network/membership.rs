@@ -117,7 +117,7 @@ pub async fn change_membership(
     let is_voter = |id: NodeId| membership.voter_ids().any(|v| v == id);
     match change {
         MembershipChange::Add { id, addr, voter } => {
-            if addr.parse::<std::net::SocketAddr>().is_err() && !addr.contains(':') {
+            if !super::is_host_port(&addr) {
                 return Err(MembershipError::Invalid(format!(
                     "address {addr:?} is not host:port"
                 )));

@@ -128,6 +128,14 @@ impl NetworkConfig {
     }
 }
 
+/// Whether `addr` is `HOST:PORT` as peers dial it: a non-empty host (a name, an IPv4
+/// address or a bracketed IPv6 one) and a port from 1 to 65535. The one rule for peer
+/// lines in the config, nodes added through the API, and the leader that adds them.
+pub fn is_host_port(addr: &str) -> bool {
+    addr.rsplit_once(':')
+        .is_some_and(|(host, port)| !host.is_empty() && port.parse::<u16>().is_ok_and(|p| p > 0))
+}
+
 fn encode<T: Serialize>(value: &T) -> Result<bytes::Bytes, bincode::Error> {
     bincode::serialize(value).map(bytes::Bytes::from)
 }

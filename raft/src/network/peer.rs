@@ -306,8 +306,8 @@ impl Peers {
 
     /// Hands an API write to `leader`, which proposes it and answers once it is
     /// committed and applied there: the reducer's result and the entry's log id. The
-    /// caller should then wait for its own node to apply that index
-    /// ([`super::wait_applied`]) before answering its client (DESIGN.md §3 promise 1).
+    /// caller should then wait for its own node to apply that index before answering
+    /// its client (DESIGN.md §3 promise 1).
     pub async fn forward(
         &self,
         leader: NodeId,
@@ -338,7 +338,7 @@ impl Peers {
 
     /// Asks `leader` to confirm its leadership with a quorum and name the log index a
     /// linearizable read must wait for; the caller then waits until its own node has
-    /// applied that index ([`super::wait_applied`]) and reads locally.
+    /// applied that index and reads locally.
     pub async fn read_index(&self, leader: NodeId) -> Result<u64, ReadIndexError> {
         let peer = self
             .peer_by_id(leader)

@@ -341,8 +341,10 @@ pub async fn confirm_read_index(raft: &Raft, timeout: Duration) -> Result<u64, R
     }
 }
 
-/// Waits until this node has applied `index`, up to `timeout`: the second half of a
-/// forwarded write (read-your-writes on the accepting node) and of a read index.
+/// Waits until this node has applied `index`, up to `timeout`, through openraft's
+/// metrics — for code that has no store of its own to watch (this crate's tests). They
+/// can trail the apply by a scheduling round, so a node with a store that publishes its
+/// applied index (raftgate's `StateReader`) waits on that instead.
 pub async fn wait_applied(raft: &Raft, index: u64, timeout: Duration) -> bool {
     raft.wait(Some(timeout))
         .applied_index_at_least(Some(index), "wait_applied")
