@@ -21,7 +21,7 @@ use tonic::codegen::tokio_stream;
 use super::peer::{request, CallError, Peer, Peers};
 use super::proto::{snapshot_chunk, Payload, SnapshotChunk};
 use super::{decode, encode, NetworkConfig};
-use crate::types::{TypeConfig, Vote};
+use crate::types::{LogId, TypeConfig, Vote};
 use crate::NodeId;
 
 type RpcError<E = openraft::error::Infallible> = RPCError<NodeId, BasicNode, RaftError<NodeId, E>>;
@@ -34,6 +34,8 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             target,
             peer: self.peer_at(target, &node.addr),
             config: self.shared_config(),
+            acked: None,
+            commit_sent: None,
         }
     }
 }
@@ -44,9 +46,28 @@ pub struct PeerClient {
     target: NodeId,
     peer: Arc<Peer>,
     config: Arc<NetworkConfig>,
+    /// The leader vote and the last log id of the latest AppendEntries this client had
+    /// answered `Success`: the follower holds every entry up to that id. Only a
+    /// replication stream sends several AppendEntries through one client; the one-off
+    /// clients of leadership checks never get here, so their calls stay real calls.
+    acked: Option<(Vote, Option<LogId>)>,
+    /// The highest commit index this client has told the follower.
+    commit_sent: Option<LogId>,
 }
 
 impl PeerClient {
+    /// A commit notice (see `notice`): no entries, a commit index this client has not
+    /// told the follower yet, and a previous log id the follower has acknowledged holding
+    /// under the same leader vote. Its answer can only be `Success`.
+    fn is_notice(&self, rpc: &AppendEntriesRequest<TypeConfig>) -> bool {
+        rpc.entries.is_empty()
+            && rpc.leader_commit > self.commit_sent
+            && self
+                .acked
+                .as_ref()
+                .is_some_and(|(vote, last)| *vote == rpc.vote && *last == rpc.prev_log_id)
+    }
+
     /// One unary openraft RPC: bincode in, bincode `Result<Resp, RaftError>` out.
     async fn unary<Req, Resp, E, F, Fut>(
         &self,
@@ -94,11 +115,28 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         rpc: AppendEntriesRequest<TypeConfig>,
         option: RPCOption,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        if self.is_notice(&rpc) {
+            let data = encode(&rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            self.commit_sent = rpc.leader_commit;
+            self.peer.notice(data);
+            return Ok(AppendEntriesResponse::Success);
+        }
+        let vote = rpc.vote;
+        let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
+        let commit = rpc.leader_commit;
         let deadline = self.config.append_timeout.min(option.hard_ttl());
-        self.unary(&rpc, deadline, |mut client, req| async move {
-            client.append_entries(req).await
-        })
-        .await
+        let result = self
+            .unary(&rpc, deadline, |mut client, req| async move {
+                client.append_entries(req).await
+            })
+            .await;
+        if matches!(result, Ok(AppendEntriesResponse::Success)) {
+            self.acked = Some((vote, last));
+            self.commit_sent = self.commit_sent.max(commit);
+        } else {
+            self.acked = None;
+        }
+        result
     }
 
     async fn vote(

@@ -19,6 +19,7 @@ mod client;
 mod error;
 mod forward;
 mod membership;
+mod notice;
 mod peer;
 mod server;
 
@@ -42,7 +43,7 @@ pub use membership::{
 pub use peer::Peers;
 pub use server::{
     confirm_read_index, propose, serve, service, service_for, service_with, wait_applied,
-    RaftService,
+    RaftService, Service,
 };
 
 /// How long a membership change may take on the leader, a learner's catch-up included.

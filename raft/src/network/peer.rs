@@ -62,6 +62,8 @@ pub(crate) struct Peer {
     config: Arc<NetworkConfig>,
     /// Writes waiting to be forwarded to this peer (started on first use).
     forwards: std::sync::OnceLock<tokio::sync::mpsc::UnboundedSender<super::forward::Queued>>,
+    /// Commit notices to this peer (started on first use, see `notice`).
+    notices: std::sync::OnceLock<tokio::sync::mpsc::Sender<bytes::Bytes>>,
 }
 
 impl Peer {
@@ -86,7 +88,14 @@ impl Peer {
             backoff: Mutex::new(Backoff::default()),
             config,
             forwards: std::sync::OnceLock::new(),
+            notices: std::sync::OnceLock::new(),
         }
+    }
+
+    /// Sends a commit notice (see `notice`): one way, dropped when the stream is backed up.
+    pub(crate) fn notice(self: &Arc<Self>, data: bytes::Bytes) {
+        let queue = self.notices.get_or_init(|| super::notice::start(self));
+        let _ = queue.try_send(data);
     }
 
     fn backoff(&self) -> std::sync::MutexGuard<'_, Backoff> {
@@ -94,7 +103,7 @@ impl Peer {
     }
 
     /// A client on the shared channel, unless the peer is inside its backoff window.
-    fn client(&self) -> Result<RaftNodeClient<Channel>, CallError> {
+    pub(crate) fn client(&self) -> Result<RaftNodeClient<Channel>, CallError> {
         let channel = self.channel.clone().map_err(CallError::NotSent)?;
         let backoff = self.backoff();
         if let Some(at) = backoff.retry_at {

@@ -34,15 +34,24 @@ pub struct RaftService {
     /// The node's own client side: where contacts are recorded and membership changes
     /// are serialized.
     peers: Peers,
+    /// Turns true when [`serve`] begins its graceful shutdown: the calls that would
+    /// otherwise stay open (commit notice streams) end then, so the shutdown can finish.
+    closing: tokio::sync::watch::Receiver<bool>,
+}
+
+/// The Raft port's service, ready for [`serve`].
+pub struct Service {
+    server: RaftNodeServer<RaftService>,
+    closing: tokio::sync::watch::Sender<bool>,
 }
 
 /// The service with default deadlines and limits.
-pub fn service(raft: Raft) -> RaftNodeServer<RaftService> {
+pub fn service(raft: Raft) -> Service {
     service_with(raft, NetworkConfig::default())
 }
 
 /// The service with `config`'s commit and read-index deadlines and message limits.
-pub fn service_with(raft: Raft, config: NetworkConfig) -> RaftNodeServer<RaftService> {
+pub fn service_with(raft: Raft, config: NetworkConfig) -> Service {
     let proposer = Proposer::new(
         raft.clone(),
         config.commit_timeout,
@@ -53,31 +62,38 @@ pub fn service_with(raft: Raft, config: NetworkConfig) -> RaftNodeServer<RaftSer
 
 /// The service of a node whose client side is `peers` (the network factory its `Raft`
 /// was built with), so contacts and membership changes are shared between the two.
-pub fn service_for(raft: Raft, peers: Peers, proposer: Proposer) -> RaftNodeServer<RaftService> {
+pub fn service_for(raft: Raft, peers: Peers, proposer: Proposer) -> Service {
     let config = peers.config().clone();
     let max = config.max_message_bytes;
-    RaftNodeServer::new(RaftService {
+    let (closing, closing_rx) = tokio::sync::watch::channel(false);
+    let server = RaftNodeServer::new(RaftService {
         raft,
         config,
         proposer,
         peers,
+        closing: closing_rx,
     })
     .max_decoding_message_size(max)
-    .max_encoding_message_size(max)
+    .max_encoding_message_size(max);
+    Service { server, closing }
 }
 
 /// Serves `service` on `listener` until `shutdown` resolves, then closes every
 /// connection (so peers see the node go away rather than a half-open listener).
 pub async fn serve(
     listener: TcpListener,
-    service: RaftNodeServer<RaftService>,
+    service: Service,
     shutdown: impl std::future::Future<Output = ()> + Send,
 ) -> Result<(), tonic::transport::Error> {
+    let Service { server, closing } = service;
     tonic::transport::Server::builder()
-        .add_service(service)
+        .add_service(server)
         .serve_with_incoming_shutdown(
             TcpIncoming::from(listener).with_nodelay(Some(true)),
-            shutdown,
+            async move {
+                shutdown.await;
+                closing.send_replace(true);
+            },
         )
         .await
 }
@@ -111,6 +127,35 @@ impl RaftNode for RaftService {
             self.peers.heard_from(leader);
         }
         reply(&self.raft.append_entries(rpc).await)
+    }
+
+    async fn commit_notices(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<GrpcResponse<Payload>, Status> {
+        let mut notices = request.into_inner();
+        let mut closing = self.closing.clone();
+        loop {
+            let notice = tokio::select! {
+                notice = notices.message() => notice?,
+                _ = closing.wait_for(|closing| *closing) => None,
+            };
+            let Some(notice) = notice else {
+                break;
+            };
+            let rpc: AppendEntriesRequest<TypeConfig> =
+                decode(&notice.data).map_err(|e| invalid("commit notice", e))?;
+            if let Some(leader) = rpc.vote.leader_id().voted_for() {
+                self.peers.heard_from(leader);
+            }
+            // Nobody waits for the answer: the leader already counted this follower's
+            // entries, and a refusal (a newer term) reaches it with its next real call.
+            // Only a stopped Raft fails here, and then the stream has no reader left.
+            if let Err(RaftError::Fatal(_)) = self.raft.append_entries(rpc).await {
+                break;
+            }
+        }
+        Ok(GrpcResponse::new(Payload::default()))
     }
 
     async fn vote(&self, request: Request<Payload>) -> Result<GrpcResponse<Payload>, Status> {
