@@ -18,6 +18,7 @@ use openraft::raft::{
 use openraft::{BasicNode, Snapshot};
 use tonic::codegen::tokio_stream;
 
+use super::append_stream::{exchange, AppendStream};
 use super::peer::{request, CallError, Peer, Peers};
 use super::proto::{snapshot_chunk, Payload, SnapshotChunk};
 use super::{decode, encode, NetworkConfig};
@@ -36,6 +37,7 @@ impl RaftNetworkFactory<TypeConfig> for Peers {
             config: self.shared_config(),
             acked: None,
             commit_sent: None,
+            stream: None,
         }
     }
 }
@@ -53,6 +55,8 @@ pub struct PeerClient {
     acked: Option<(Vote, Option<LogId>)>,
     /// The highest commit index this client has told the follower.
     commit_sent: Option<LogId>,
+    /// The open AppendEntries call of a replication stream (see `append_stream`).
+    stream: Option<AppendStream>,
 }
 
 impl PeerClient {
@@ -66,6 +70,21 @@ impl PeerClient {
                 .acked
                 .as_ref()
                 .is_some_and(|(vote, last)| *vote == rpc.vote && *last == rpc.prev_log_id)
+    }
+
+    /// An AppendEntries on the client's long-lived call (see `append_stream`).
+    async fn streamed(
+        &mut self,
+        rpc: &AppendEntriesRequest<TypeConfig>,
+        deadline: Duration,
+    ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
+        let data = encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        let reply = exchange(&mut self.stream, &self.peer, data, deadline)
+            .await
+            .map_err(rpc_error)?;
+        let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
+            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+        result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 
     /// One unary openraft RPC: bincode in, bincode `Result<Resp, RaftError>` out.
@@ -125,11 +144,14 @@ impl RaftNetwork<TypeConfig> for PeerClient {
         let last = rpc.entries.last().map(|e| e.log_id).or(rpc.prev_log_id);
         let commit = rpc.leader_commit;
         let deadline = self.config.append_timeout.min(option.hard_ttl());
-        let result = self
-            .unary(&rpc, deadline, |mut client, req| async move {
+        let result = if self.acked.is_some() {
+            self.streamed(&rpc, deadline).await
+        } else {
+            self.unary(&rpc, deadline, |mut client, req| async move {
                 client.append_entries(req).await
             })
-            .await;
+            .await
+        };
         if matches!(result, Ok(AppendEntriesResponse::Success)) {
             self.acked = Some((vote, last));
             self.commit_sent = self.commit_sent.max(commit);

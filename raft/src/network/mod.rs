@@ -14,6 +14,7 @@
 //! not applied ([`ForwardError::not_applied`], a 503 in the API) versus one that may
 //! still commit ([`ForwardError::Unknown`], a 504).
 
+mod append_stream;
 mod batch;
 mod client;
 mod error;

@@ -124,7 +124,7 @@ impl Peer {
             .max_encoding_message_size(self.config.max_message_bytes))
     }
 
-    fn succeeded(&self) {
+    pub(crate) fn succeeded(&self) {
         let mut backoff = self.backoff();
         backoff.failures = 0;
         backoff.retry_at = None;

@@ -129,6 +129,21 @@ impl RaftNode for RaftService {
         reply(&self.raft.append_entries(rpc).await)
     }
 
+    type AppendStreamStream =
+        tonic::codegen::tokio_stream::wrappers::ReceiverStream<Result<Payload, Status>>;
+
+    async fn append_stream(
+        &self,
+        request: Request<Streaming<Payload>>,
+    ) -> Result<GrpcResponse<Self::AppendStreamStream>, Status> {
+        Ok(GrpcResponse::new(super::append_stream::serve(
+            self.raft.clone(),
+            self.peers.clone(),
+            request.into_inner(),
+            self.closing.clone(),
+        )))
+    }
+
     async fn commit_notices(
         &self,
         request: Request<Streaming<Payload>>,
