@@ -12,22 +12,25 @@
 //! drops the stream — a late answer must never be taken for the next request's — and
 //! the client's next call is unary again, so a broken stream costs one retry.
 
-use bytes::Bytes;
-use openraft::raft::AppendEntriesRequest;
+use std::future::Future;
 use std::time::Duration;
+
+use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
 use super::peer::{CallError, Peer, Peers};
+use super::proto::raft_node_client::RaftNodeClient;
 use super::proto::Payload;
 use super::{decode, encode};
 use crate::types::{Raft, TypeConfig};
 
-/// The client's end of an open call.
-pub(crate) struct AppendStream {
-    requests: mpsc::Sender<Payload>,
-    replies: Streaming<Payload>,
+/// The client's end of an open call that answers its requests one by one, in order.
+pub(crate) struct CallStream<Req, Resp> {
+    requests: mpsc::Sender<Req>,
+    replies: Streaming<Resp>,
     /// A request was sent and its answer not read yet. Still set at the next call, it
     /// means the last exchange was cancelled halfway (openraft drops a replication
     /// call that outlives its timeout): its answer may still come, so the call is
@@ -35,18 +38,27 @@ pub(crate) struct AppendStream {
     awaiting: bool,
 }
 
-/// Sends one encoded AppendEntries on `slot`'s call (opening one if there is none or
-/// the last has ended) and returns the encoded answer. On any error the call is closed.
-pub(crate) async fn exchange(
-    slot: &mut Option<AppendStream>,
+/// A replication stream's AppendEntries call.
+pub(crate) type AppendStream = CallStream<Payload, Payload>;
+
+/// Sends `message` on `slot`'s call (opening one with `open` if there is none or the
+/// last has ended) and returns its answer. On any error the call is closed.
+pub(crate) async fn exchange<Req, Resp, F, Fut>(
+    slot: &mut Option<CallStream<Req, Resp>>,
     peer: &Peer,
-    data: Bytes,
+    message: Req,
     deadline: Duration,
-) -> Result<Bytes, CallError> {
+    open: F,
+) -> Result<Resp, CallError>
+where
+    F: FnOnce(RaftNodeClient<Channel>, ReceiverStream<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Streaming<Resp>>, Status>>,
+{
     if slot.as_ref().is_some_and(|s| s.awaiting) {
         *slot = None;
     }
-    let result = tokio::time::timeout(deadline, send_and_wait(slot, peer, data, deadline)).await;
+    let result =
+        tokio::time::timeout(deadline, send_and_wait(slot, peer, message, deadline, open)).await;
     match result {
         Err(_) => {
             *slot = None;
@@ -63,32 +75,35 @@ pub(crate) async fn exchange(
     }
 }
 
-async fn send_and_wait(
-    slot: &mut Option<AppendStream>,
+async fn send_and_wait<Req, Resp, F, Fut>(
+    slot: &mut Option<CallStream<Req, Resp>>,
     peer: &Peer,
-    data: Bytes,
+    message: Req,
     deadline: Duration,
-) -> Result<Bytes, CallError> {
-    let data = match slot.as_mut() {
-        Some(stream) => match stream.requests.send(Payload { data }).await {
+    open: F,
+) -> Result<Resp, CallError>
+where
+    F: FnOnce(RaftNodeClient<Channel>, ReceiverStream<Req>) -> Fut,
+    Fut: Future<Output = Result<tonic::Response<Streaming<Resp>>, Status>>,
+{
+    let message = match slot.as_mut() {
+        Some(stream) => match stream.requests.send(message).await {
             Ok(()) => {
                 stream.awaiting = true;
                 return stream.reply().await;
             }
             // The call has ended (the peer restarted or closed it): nothing was sent.
-            Err(mpsc::error::SendError(Payload { data })) => data,
+            Err(mpsc::error::SendError(message)) => message,
         },
-        None => data,
+        None => message,
     };
     let (requests, rx) = mpsc::channel(1);
     // The channel is new and empty: the first request always fits.
-    let _ = requests.try_send(Payload { data });
+    let _ = requests.try_send(message);
     let replies = peer
-        .call(deadline, |mut client| async move {
-            client.append_stream(ReceiverStream::new(rx)).await
-        })
+        .call(deadline, |client| open(client, ReceiverStream::new(rx)))
         .await?;
-    slot.insert(AppendStream {
+    slot.insert(CallStream {
         requests,
         replies,
         awaiting: true,
@@ -97,29 +112,33 @@ async fn send_and_wait(
     .await
 }
 
-impl AppendStream {
-    async fn reply(&mut self) -> Result<Bytes, CallError> {
+impl<Req, Resp> CallStream<Req, Resp> {
+    async fn reply(&mut self) -> Result<Resp, CallError> {
         match self.replies.message().await {
             Ok(Some(reply)) => {
                 self.awaiting = false;
-                Ok(reply.data)
+                Ok(reply)
             }
-            Ok(None) => Err(CallError::Status(Status::unavailable(
-                "the append stream ended",
-            ))),
+            Ok(None) => Err(CallError::Status(Status::unavailable("the stream ended"))),
             Err(status) => Err(CallError::Transport(status)),
         }
     }
 }
 
-/// The server's end: answers each AppendEntries in order until the caller closes the
-/// call or the server begins its shutdown (`closing`).
-pub(crate) fn serve(
-    raft: Raft,
-    peers: Peers,
-    mut requests: Streaming<Payload>,
+/// Answers the requests of an open call one by one with `answer`, until the caller
+/// closes it or the server begins its shutdown (`closing`).
+pub(crate) fn answer_in_order<Req, Resp, F, Fut>(
+    mut requests: Streaming<Req>,
     mut closing: tokio::sync::watch::Receiver<bool>,
-) -> ReceiverStream<Result<Payload, Status>> {
+    answer: F,
+) -> ReceiverStream<Result<Resp, Status>>
+where
+    Req: Send + 'static,
+    Resp: Send + 'static,
+    F: Fn(Req) -> Fut + Send + 'static,
+    Fut: Future<Output = Result<Resp, Status>> + Send,
+    Streaming<Req>: Send,
+{
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
         loop {
@@ -127,31 +146,38 @@ pub(crate) fn serve(
                 request = requests.message() => request,
                 _ = closing.wait_for(|closing| *closing) => return,
             };
-            let payload = match request {
-                Ok(Some(payload)) => payload,
-                Ok(None) | Err(_) => return,
+            let Ok(Some(request)) = request else {
+                return;
             };
-            let rpc: AppendEntriesRequest<TypeConfig> = match decode(&payload.data) {
-                Ok(rpc) => rpc,
-                Err(e) => {
-                    let _ = tx
-                        .send(Err(Status::invalid_argument(format!(
-                            "append entries: {e}"
-                        ))))
-                        .await;
-                    return;
-                }
-            };
-            if let Some(leader) = rpc.vote.leader_id().voted_for() {
-                peers.heard_from(leader);
-            }
-            let reply = encode(&raft.append_entries(rpc).await)
-                .map(|data| Payload { data })
-                .map_err(|e| Status::internal(format!("encoding the reply: {e}")));
-            if tx.send(reply).await.is_err() {
+            let reply = answer(request).await;
+            let failed = reply.is_err();
+            if tx.send(reply).await.is_err() || failed {
                 return;
             }
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The server's end of a replication stream's AppendEntries call.
+pub(crate) fn serve(
+    raft: Raft,
+    peers: Peers,
+    requests: Streaming<Payload>,
+    closing: tokio::sync::watch::Receiver<bool>,
+) -> ReceiverStream<Result<Payload, Status>> {
+    answer_in_order(requests, closing, move |payload: Payload| {
+        let raft = raft.clone();
+        let peers = peers.clone();
+        async move {
+            let rpc: AppendEntriesRequest<TypeConfig> = decode(&payload.data)
+                .map_err(|e| Status::invalid_argument(format!("append entries: {e}")))?;
+            if let Some(leader) = rpc.vote.leader_id().voted_for() {
+                peers.heard_from(leader);
+            }
+            encode(&raft.append_entries(rpc).await)
+                .map(|data| Payload { data })
+                .map_err(|e| Status::internal(format!("encoding the reply: {e}")))
+        }
+    })
 }

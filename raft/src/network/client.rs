@@ -79,11 +79,17 @@ impl PeerClient {
         deadline: Duration,
     ) -> Result<AppendEntriesResponse<NodeId>, RpcError> {
         let data = encode(rpc).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
-        let reply = exchange(&mut self.stream, &self.peer, data, deadline)
-            .await
-            .map_err(rpc_error)?;
+        let reply = exchange(
+            &mut self.stream,
+            &self.peer,
+            Payload { data },
+            deadline,
+            |mut client, requests| async move { client.append_stream(requests).await },
+        )
+        .await
+        .map_err(rpc_error)?;
         let result: Result<AppendEntriesResponse<NodeId>, RaftError<NodeId>> =
-            decode(&reply).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
+            decode(&reply.data).map_err(|e| RPCError::Network(NetworkError::new(&e)))?;
         result.map_err(|e| RPCError::RemoteError(RemoteError::new(self.target, e)))
     }
 

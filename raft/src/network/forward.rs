@@ -5,16 +5,17 @@
 //! (super::Proposer) then commits together. A lone write goes at once, as a plain
 //! `Forward`. Every write still gets its own outcome.
 
-use std::sync::{Arc, Weak};
+use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;
 
 use bytes::Bytes;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use super::append_stream::{exchange, CallStream};
 use super::batch::{MAX_BATCH, MAX_BATCH_BYTES};
 use super::error::ForwardError;
-use super::peer::{forward_outcome, request, CallError, Peer};
-use super::proto::{ForwardBatchRequest, ForwardReply, ForwardRequest};
+use super::peer::{forward_outcome, CallError, Peer};
+use super::proto::{ForwardBatchReply, ForwardBatchRequest, ForwardReply};
 use super::NetworkConfig;
 use crate::types::{LogId, Response};
 
@@ -46,6 +47,8 @@ async fn run(
     config: Arc<NetworkConfig>,
 ) {
     let slots = Arc::new(Semaphore::new(config.max_proposals_in_flight.max(1)));
+    // One open call per forward in flight, reused (see `append_stream`).
+    let pool: Pool = Arc::default();
     loop {
         let Ok(slot) = slots.clone().acquire_owned().await else {
             return;
@@ -68,38 +71,38 @@ async fn run(
             return;
         };
         let config = config.clone();
+        let pool = pool.clone();
         tokio::spawn(async move {
-            send(&peer, &config, batch).await;
+            send(&peer, &config, &pool, batch).await;
             drop(slot);
         });
     }
 }
 
-async fn send(peer: &Peer, config: &NetworkConfig, batch: Vec<Queued>) {
+/// Open `ForwardStream` calls to the peer that no forward is using.
+type Pool = Arc<Mutex<Vec<CallStream<ForwardBatchRequest, ForwardBatchReply>>>>;
+
+async fn send(peer: &Peer, config: &NetworkConfig, pool: &Pool, batch: Vec<Queued>) {
     // Longer than the leader's own commit wait, so its "unknown" answer normally
     // arrives before this side gives up.
-    let server_deadline = config.commit_timeout + Duration::from_millis(500);
-    let deadline = server_deadline + config.connect_timeout;
+    let deadline = config.commit_timeout + Duration::from_millis(500) + config.connect_timeout;
     let (entries, replies): (Vec<Bytes>, Vec<_>) =
         batch.into_iter().map(|q| (q.entry, q.reply)).unzip();
-    let answered: Result<Vec<ForwardReply>, CallError> = if entries.len() == 1 {
-        let entry = entries.into_iter().next().unwrap_or_default();
-        peer.call(deadline, |mut client| async move {
-            client
-                .forward(request(ForwardRequest { entry }, server_deadline))
-                .await
-        })
-        .await
-        .map(|r| vec![r])
-    } else {
-        peer.call(deadline, |mut client| async move {
-            client
-                .forward_batch(request(ForwardBatchRequest { entries }, server_deadline))
-                .await
-        })
-        .await
-        .map(|r| r.replies)
-    };
+    let mut stream = pool.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    let answered: Result<Vec<ForwardReply>, CallError> = exchange(
+        &mut stream,
+        peer,
+        ForwardBatchRequest { entries },
+        deadline,
+        |mut client, requests| async move { client.forward_stream(requests).await },
+    )
+    .await
+    .map(|r| r.replies);
+    if let Some(stream) = stream {
+        pool.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push(stream);
+    }
     match answered {
         Ok(outcomes) if outcomes.len() == replies.len() => {
             for (reply, outcome) in replies.into_iter().zip(outcomes) {

@@ -229,28 +229,31 @@ impl RaftNode for RaftService {
         )))
     }
 
-    /// Proposes every entry at once (so they share the leader's next batch) and answers
-    /// each, in order.
     async fn forward_batch(
         &self,
         request: Request<ForwardBatchRequest>,
     ) -> Result<GrpcResponse<ForwardBatchReply>, Status> {
-        let entries = request
-            .into_inner()
-            .entries
-            .iter()
-            .map(|e| decode::<Entry>(e))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| invalid("forwarded entry", e))?;
-        let waits: Vec<_> = entries
-            .into_iter()
-            .map(|entry| self.proposer.submit(entry))
-            .collect();
-        let mut replies = Vec::with_capacity(waits.len());
-        for wait in waits {
-            replies.push(forward_reply(wait.await));
-        }
-        Ok(GrpcResponse::new(ForwardBatchReply { replies }))
+        answer_batch(&self.proposer, request.into_inner())
+            .await
+            .map(GrpcResponse::new)
+    }
+
+    type ForwardStreamStream =
+        tonic::codegen::tokio_stream::wrappers::ReceiverStream<Result<ForwardBatchReply, Status>>;
+
+    async fn forward_stream(
+        &self,
+        request: Request<Streaming<ForwardBatchRequest>>,
+    ) -> Result<GrpcResponse<Self::ForwardStreamStream>, Status> {
+        let proposer = self.proposer.clone();
+        Ok(GrpcResponse::new(super::append_stream::answer_in_order(
+            request.into_inner(),
+            self.closing.clone(),
+            move |batch: ForwardBatchRequest| {
+                let proposer = proposer.clone();
+                async move { answer_batch(&proposer, batch).await }
+            },
+        )))
     }
 
     async fn change_membership(
@@ -293,6 +296,29 @@ impl RaftNode for RaftService {
 }
 
 /// The wire form of a proposal's outcome.
+/// Proposes every entry at once (so they share the leader's next batch) and answers
+/// each, in order.
+async fn answer_batch(
+    proposer: &Proposer,
+    batch: ForwardBatchRequest,
+) -> Result<ForwardBatchReply, Status> {
+    let entries = batch
+        .entries
+        .iter()
+        .map(|e| decode::<Entry>(e))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| invalid("forwarded entry", e))?;
+    let waits: Vec<_> = entries
+        .into_iter()
+        .map(|entry| proposer.submit(entry))
+        .collect();
+    let mut replies = Vec::with_capacity(waits.len());
+    for wait in waits {
+        replies.push(forward_reply(wait.await));
+    }
+    Ok(ForwardBatchReply { replies })
+}
+
 fn forward_reply(r: Result<(Response, LogId), ForwardError>) -> ForwardReply {
     let outcome = match r {
         Ok((response, log_id)) => {
