@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use raftgate_raft::network::{self, ForwardError, NetworkConfig, Peers, ReadIndexError};
 use raftgate_raft::{Applied, Command, Entry, KeyType, Ref, Rejected, ZoneRef};
-use support::{cluster, wait_applied, wait_leader, Node, WAIT};
+use support::{cluster, network_config, wait_applied, wait_leader, Node, WAIT};
 
 fn zone() -> ZoneRef {
     Ref::http("one")
@@ -130,6 +130,76 @@ async fn follower_forwards_writes_and_reads_through_the_leader() {
         .await
         .expect_err("a follower gives no read index");
     assert!(matches!(err, ReadIndexError::NotLeader { leader: Some(id), .. } if id == leader.id));
+    shutdown(nodes).await;
+}
+
+/// A replication client's AppendEntries travel on one long-lived call, paired with their
+/// answers by order alone. One that went out and was then cancelled (openraft drops a
+/// replication call that outlives its timeout) must not hand its late answer to the
+/// next request: a stale `Success` for a request the follower refused would let a
+/// leader count entries the follower does not have.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancelled_append_never_answers_the_next_one() {
+    use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
+    use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
+
+    let nodes = cluster(3).await;
+    let (_, f) = leader_of(&nodes).await;
+    let follower = &nodes[f];
+    let metrics = follower
+        .raft
+        .wait(Some(WAIT))
+        .metrics(
+            |m| {
+                m.last_applied
+                    .is_some_and(|a| Some(a.index) == m.last_log_index)
+            },
+            "the follower has applied its whole log",
+        )
+        .await
+        .expect("the follower settles");
+    let vote = metrics.vote;
+    let last = metrics
+        .last_applied
+        .expect("the cluster has applied its membership");
+    let request = |prev| AppendEntriesRequest::<raftgate_raft::types::TypeConfig> {
+        vote,
+        prev_log_id: prev,
+        entries: vec![],
+        leader_commit: Some(last),
+    };
+    let option = || RPCOption::new(Duration::from_secs(5));
+    let mut peers = Peers::new(network_config());
+    let mut client = peers.new_client(follower.id, &follower.node()).await;
+    // The first answer makes the client a replication client; the second call opens
+    // its long-lived call.
+    for _ in 0..2 {
+        let answer = client.append_entries(request(Some(last)), option()).await;
+        assert!(
+            matches!(answer, Ok(AppendEntriesResponse::Success)),
+            "{answer:?}"
+        );
+    }
+    // Polled once, so sent on the open call, then dropped before its answer (Success)
+    // can have been read.
+    let cancelled = tokio::select! {
+        biased;
+        answer = client.append_entries(request(Some(last)), option()) => Some(answer),
+        _ = std::future::ready(()) => None,
+    };
+    assert!(
+        cancelled.is_none(),
+        "answered within one poll: {cancelled:?}"
+    );
+    // A previous entry the follower does not hold: it must answer Conflict.
+    let missing = openraft::LogId::new(last.leader_id, last.index + 1_000);
+    let answer = client
+        .append_entries(request(Some(missing)), option())
+        .await;
+    assert!(
+        matches!(answer, Ok(AppendEntriesResponse::Conflict)),
+        "{answer:?}"
+    );
     shutdown(nodes).await;
 }
 
