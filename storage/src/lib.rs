@@ -198,11 +198,8 @@ impl DataDir {
     }
 }
 
-/// Runs `f` on a thread of its own at the lowest CPU priority (nice 19), for background
-/// housekeeping — snapshot encoding, log purging — that must not take the core from the
-/// nodes' request and replication work: on a busy or single-core machine, CPU-fair
-/// scheduling gave a 10,000-entry purge a full share and stalled writes for 100+ ms.
-pub(crate) fn background<T: Send + 'static>(
+/// `f` on a thread of its own, at normal priority, its result through the receiver.
+pub(crate) fn thread<T: Send + 'static>(
     name: &str,
     f: impl FnOnce() -> T + Send + 'static,
 ) -> tokio::sync::oneshot::Receiver<T> {
@@ -212,13 +209,16 @@ pub(crate) fn background<T: Send + 'static>(
     let _ = std::thread::Builder::new()
         .name(name.to_string())
         .spawn(move || {
-            lower_priority();
             let _ = tx.send(f());
         });
     rx
 }
 
-/// nice 19 for the calling thread (Linux: a thread is a schedulable task of its own).
+/// nice 19 for the calling thread (Linux: a thread is a schedulable task of its own), for
+/// background housekeeping (writing snapshot files, purging the log) that must not take
+/// the core from the nodes' request and replication work: on a busy or single-core
+/// machine, CPU-fair scheduling gave a 10,000-entry purge a full share and stalled writes
+/// for 100+ ms.
 pub(crate) fn lower_priority() {
     #[cfg(target_os = "linux")]
     #[allow(unsafe_code)]

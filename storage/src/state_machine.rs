@@ -21,6 +21,13 @@
 //! (left-right): once no reader holds it, the store replays the last batch onto it —
 //! the reducer is deterministic, so it catches up exactly — and applies the next batch
 //! there. Only if a reader still holds the old value is the current one cloned.
+//!
+//! Snapshots: the spare copy, caught up, is lent to the snapshot encoder, which starts at
+//! once and hands it back as soon as the state is encoded (before the file is written).
+//! An apply that comes meanwhile waits for it, a few milliseconds, rather than clone the
+//! whole state:
+//! cloning a state of many small keys costs several times what encoding it does (on
+//! this project's build machine, 20-80 ms against 2-9 ms for ~20,000 keys).
 
 use std::io::Cursor;
 use std::sync::Arc;
@@ -134,6 +141,9 @@ pub struct StateMachineStore {
     /// The value published before the current one, and the batch that turns it into the
     /// current one (see the module docs).
     spare: Option<(Arc<AppliedState>, Vec<LogEntry>)>,
+    /// The spare, lent to a snapshot encoder: it comes back equal to the published value
+    /// (no batch is applied while it is out, see `apply`).
+    lent: Option<tokio::sync::oneshot::Receiver<AppliedState>>,
     files: Arc<SnapshotFiles>,
     /// How many batches reused the spare copy, and how many had to clone.
     reuse: (u64, u64),
@@ -146,6 +156,7 @@ impl StateMachineStore {
             published: Arc::new(ArcSwap::from_pointee(initial)),
             applied_tx: watch::Sender::new(last),
             spare: None,
+            lent: None,
             files: Arc::new(files),
             reuse: (0, 0),
         }
@@ -196,42 +207,68 @@ impl StateMachineStore {
         AppliedState::clone(&self.published.load())
     }
 
+    /// The spare copy, caught up with the published value, unless a reader holds it.
+    fn take_spare_caught_up(&mut self) -> Option<AppliedState> {
+        let (old, pending) = self.spare.take()?;
+        let mut copy = Arc::try_unwrap(old).ok()?;
+        for e in pending {
+            // Replaying reproduces the current value; its answers were given.
+            drop(copy.apply(e));
+        }
+        Some(copy)
+    }
+
+    /// Waits for the copy lent to a snapshot encoder and makes it the spare again.
+    async fn take_back(&mut self) {
+        if let Some(lent) = self.lent.take() {
+            // An encoder that failed dropped it: the next batch clones instead.
+            if let Ok(copy) = lent.await {
+                self.spare = Some((Arc::new(copy), Vec::new()));
+            }
+        }
+    }
+
     fn replace(&mut self, value: AppliedState) {
         let last = value.last_applied;
         self.spare = None;
+        self.lent = None;
         self.published.store(Arc::new(value));
         self.applied_tx.send_replace(last);
     }
 }
 
-/// Builds a snapshot of the state published when it was created.
+/// A snapshot of the state published when the builder was made: encoded at once on a
+/// thread of its own (from the store's spare copy, which goes back to the store as soon
+/// as it is encoded), written to its file when openraft runs the builder.
 pub struct SnapshotBuilder {
-    applied: Arc<AppliedState>,
+    encoded: Option<tokio::sync::oneshot::Receiver<(SnapshotMeta, std::io::Result<Vec<u8>>)>>,
     files: Arc<SnapshotFiles>,
 }
 
 impl RaftSnapshotBuilder<TypeConfig> for SnapshotBuilder {
-    /// Encodes the state and writes it durably (temp file, fsync, rename, fsync dir)
-    /// before returning: openraft purges the log up to the snapshot right after.
+    /// Writes the encoded state durably (temp file, fsync, rename, fsync dir) before
+    /// returning: openraft purges the log up to the snapshot right after.
     async fn build_snapshot(&mut self) -> StorageResult<Snapshot<TypeConfig>> {
-        let meta = SnapshotMeta {
-            last_log_id: self.applied.last_applied,
-            last_membership: self.applied.membership.clone(),
-            snapshot_id: snapshot_id(self.applied.last_applied),
-        };
-        // Encoding a large state takes milliseconds of CPU: off the async workers (a
-        // single-threaded node would stop serving meanwhile), at low priority, like the
-        // file's fsyncs.
-        let applied = Arc::clone(&self.applied);
+        let write_err = |e: std::io::Error| StorageIOError::write_snapshot(None, &e);
+        let encoded = self
+            .encoded
+            .take()
+            .ok_or_else(|| std::io::Error::other("this snapshot builder was used already"))
+            .map_err(write_err)?;
+        let (meta, data) = encoded
+            .await
+            .map_err(|_| std::io::Error::other("the snapshot thread did not start"))
+            .map_err(write_err)?;
+        let data = data.map_err(write_err)?;
+        // The file's fsyncs at low priority, off the async workers.
         let files = Arc::clone(&self.files);
-        let built = crate::background("raftgate-snapshot", move || {
-            let data = applied.state.snapshot().map_err(std::io::Error::other)?;
-            files.save(&meta, &data, true)?;
-            Ok::<_, std::io::Error>((meta, data))
+        let saved = crate::thread("raftgate-snapshot", move || {
+            crate::lower_priority();
+            files.save(&meta, &data, true).map(|_| (meta, data))
         })
         .await
         .unwrap_or_else(|_| Err(std::io::Error::other("the snapshot thread did not start")));
-        let (meta, data) = built.map_err(|e| StorageIOError::write_snapshot(None, &e))?;
+        let (meta, data) = saved.map_err(write_err)?;
         Ok(Snapshot {
             meta,
             snapshot: Box::new(Cursor::new(data)),
@@ -252,12 +289,34 @@ impl RaftStateMachine<TypeConfig> for StateMachineStore {
         I: IntoIterator<Item = LogEntry> + Send,
         I::IntoIter: Send,
     {
+        self.take_back().await;
         Ok(self.apply_batch(entries.into_iter().collect()))
     }
 
+    /// Lends the spare copy, caught up, to the encoder (see the module docs); clones the
+    /// published value only when there is no spare to lend. Encoding starts at once, at
+    /// normal priority, since the next apply waits for the copy: a few milliseconds.
     async fn get_snapshot_builder(&mut self) -> Self::SnapshotBuilder {
+        self.take_back().await;
+        let copy = match self.take_spare_caught_up() {
+            Some(copy) => copy,
+            None => self.clone_current(),
+        };
+        let (give_back, lent) = tokio::sync::oneshot::channel();
+        self.lent = Some(lent);
+        let encoded = crate::thread("raftgate-snapshot", move || {
+            let meta = SnapshotMeta {
+                last_log_id: copy.last_applied,
+                last_membership: copy.membership.clone(),
+                snapshot_id: snapshot_id(copy.last_applied),
+            };
+            let data = copy.state.snapshot().map_err(std::io::Error::other);
+            // The store may be waiting for its copy.
+            let _ = give_back.send(copy);
+            (meta, data)
+        });
         SnapshotBuilder {
-            applied: self.published.load_full(),
+            encoded: Some(encoded),
             files: Arc::clone(&self.files),
         }
     }
