@@ -138,7 +138,10 @@ async fn follower_forwards_writes_and_reads_through_the_leader() {
 /// replication call that outlives its timeout) must not hand its late answer to the
 /// next request: a stale `Success` for a request the follower refused would let a
 /// leader count entries the follower does not have.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+///
+/// Single-threaded, so nothing else runs while the exchange is polled once: its answer
+/// cannot have arrived by then.
+#[tokio::test]
 async fn a_cancelled_append_never_answers_the_next_one() {
     use openraft::network::{RPCOption, RaftNetwork, RaftNetworkFactory};
     use openraft::raft::{AppendEntriesRequest, AppendEntriesResponse};
@@ -200,6 +203,34 @@ async fn a_cancelled_append_never_answers_the_next_one() {
         matches!(answer, Ok(AppendEntriesResponse::Conflict)),
         "{answer:?}"
     );
+    shutdown(nodes).await;
+}
+
+/// Concurrent linearizable reads share leadership rounds, and each still gets a read
+/// index at least as new as the last write acknowledged before it started.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_reads_share_leadership_rounds() {
+    let nodes = cluster(3).await;
+    let (l, _) = leader_of(&nodes).await;
+    let leader = &nodes[l];
+    let proposer = network::Proposer::new(leader.raft.clone(), WAIT, 2);
+    let (_, written) = proposer.propose(configure()).await.expect("configure");
+    let reads: Vec<_> = (0..64)
+        .map(|_| {
+            let proposer = proposer.clone();
+            tokio::spawn(async move { proposer.read_index(WAIT).await })
+        })
+        .collect();
+    for read in reads {
+        let index = read.await.expect("join").expect("read index");
+        assert!(
+            index >= written.index,
+            "read index {index} < {}",
+            written.index
+        );
+    }
+    let rounds = proposer.read_rounds();
+    assert!((1..64).contains(&rounds), "{rounds} rounds for 64 reads");
     shutdown(nodes).await;
 }
 

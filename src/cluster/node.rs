@@ -388,7 +388,7 @@ impl Node {
                 || ReadIndexError::NoLeader,
                 |leader, remaining| async move {
                     if leader == self.id {
-                        network::confirm_read_index(&self.raft, remaining).await
+                        self.proposer.read_index(remaining).await
                     } else {
                         self.peers.read_index(leader).await
                     }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
-use super::error::ForwardError;
+use super::error::{ForwardError, ReadIndexError};
 use super::server::{commit_outcome, propose};
 use crate::types::{LogId, Raft, Response};
 use crate::{Applied, Entry, Request};
@@ -43,6 +43,8 @@ pub struct Proposer {
     raft: Raft,
     tx: mpsc::UnboundedSender<Pending>,
     commit_timeout: Duration,
+    /// Linearizable reads, batched the same way (see `read_index`).
+    reads: super::read_index::ReadBarrier,
 }
 
 impl Proposer {
@@ -52,10 +54,23 @@ impl Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
         tokio::spawn(run(raft.clone(), rx, commit_timeout, max_in_flight.max(1)));
         Proposer {
+            reads: super::read_index::ReadBarrier::new(raft.clone()),
             raft,
             tx,
             commit_timeout,
         }
+    }
+
+    /// A read index for a linearizable read on this node (which must be the leader):
+    /// the commit index as of a leadership round that started after this call. Reads
+    /// that arrive together share one round.
+    pub async fn read_index(&self, timeout: Duration) -> Result<u64, ReadIndexError> {
+        self.reads.read_index(timeout).await
+    }
+
+    /// Leadership rounds run for reads so far (each served one or more).
+    pub fn read_rounds(&self) -> u64 {
+        self.reads.rounds()
     }
 
     /// Proposes `entry` and waits for it to commit and apply on this node (which must

@@ -22,6 +22,7 @@ mod forward;
 mod membership;
 mod notice;
 mod peer;
+mod read_index;
 mod server;
 
 #[allow(clippy::all, clippy::unwrap_used, missing_docs, rust_2018_idioms)]

@@ -276,7 +276,11 @@ impl RaftNode for RaftService {
         &self,
         _request: Request<ReadIndexRequest>,
     ) -> Result<GrpcResponse<ReadIndexReply>, Status> {
-        let outcome = match confirm_read_index(&self.raft, self.config.read_index_timeout).await {
+        let outcome = match self
+            .proposer
+            .read_index(self.config.read_index_timeout)
+            .await
+        {
             Ok(index) => read_index_reply::Outcome::Index(index),
             Err(ReadIndexError::NotLeader { leader, addr }) => {
                 read_index_reply::Outcome::NotLeader(NotLeader {
