@@ -131,9 +131,7 @@ impl LogStore {
     fn write_entries(&self, entries: impl IntoIterator<Item = LogEntry>) -> io::Result<()> {
         let mut inserts: Vec<([u8; 13], Vec<u8>)> = Vec::new();
         let mut range: Option<(u64, u64)> = None;
-        let mut count_entries = 0usize;
         for entry in entries {
-            count_entries += 1;
             let index = entry.get_log_id().index;
             range = Some(range.map_or((index, index), |(lo, _)| (lo, index)));
             let bytes = bincode::serialize(&entry).map_err(to_io)?;
@@ -165,7 +163,7 @@ impl LogStore {
         // Atomicity across entries is not needed: the append is acknowledged only after
         // the flush, and sled recovers a prefix of its log, so a crash leaves a prefix of
         // the entries, which Raft treats as a shorter, unacknowledged log.
-        if stale.is_empty() && inserts.len() == count_entries {
+        if stale.is_empty() && inserts.iter().all(|(k, _)| is_first_chunk(k)) {
             for (k, v) in inserts {
                 self.tree.insert(&k[..], v).map_err(io::Error::from)?;
             }
@@ -435,6 +433,11 @@ fn delete_up_to(tree: &sled::Db, index: u64, stop: &std::sync::atomic::AtomicBoo
         }
         std::thread::sleep(PURGE_PAUSE);
     }
+}
+
+/// Whether `key` (from [`log_key`]) names an entry's first chunk.
+fn is_first_chunk(key: &[u8; 13]) -> bool {
+    key[9..13] == 0u32.to_be_bytes()
 }
 
 fn log_key(index: u64, chunk: u32) -> [u8; 13] {

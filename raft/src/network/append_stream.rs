@@ -15,17 +15,17 @@
 use std::future::Future;
 use std::time::Duration;
 
-use openraft::raft::AppendEntriesRequest;
 use tokio::sync::mpsc;
 use tonic::codegen::tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 use tonic::{Status, Streaming};
 
+use super::encode;
 use super::peer::{CallError, Peer, Peers};
 use super::proto::raft_node_client::RaftNodeClient;
 use super::proto::Payload;
-use super::{decode, encode};
-use crate::types::{Raft, TypeConfig};
+use super::server::append_request;
+use crate::types::Raft;
 
 /// The client's end of an open call that answers its requests one by one, in order.
 pub(crate) struct CallStream<Req, Resp> {
@@ -57,9 +57,34 @@ where
     if slot.as_ref().is_some_and(|s| s.awaiting) {
         *slot = None;
     }
-    let result =
-        tokio::time::timeout(deadline, send_and_wait(slot, peer, message, deadline, open)).await;
-    match result {
+    let exchanged = tokio::time::timeout(deadline, async {
+        let message = match slot.as_mut() {
+            Some(stream) => match stream.requests.send(message).await {
+                Ok(()) => {
+                    stream.awaiting = true;
+                    return stream.reply().await;
+                }
+                // The call has ended (the peer restarted or closed it): nothing was sent.
+                Err(mpsc::error::SendError(message)) => message,
+            },
+            None => message,
+        };
+        let (requests, rx) = mpsc::channel(1);
+        // The channel is new and empty: the first request always fits.
+        let _ = requests.try_send(message);
+        let replies = peer
+            .call(deadline, |client| open(client, ReceiverStream::new(rx)))
+            .await?;
+        slot.insert(CallStream {
+            requests,
+            replies,
+            awaiting: true,
+        })
+        .reply()
+        .await
+    })
+    .await;
+    match exchanged {
         Err(_) => {
             *slot = None;
             Err(CallError::Deadline(deadline))
@@ -73,43 +98,6 @@ where
             Ok(reply)
         }
     }
-}
-
-async fn send_and_wait<Req, Resp, F, Fut>(
-    slot: &mut Option<CallStream<Req, Resp>>,
-    peer: &Peer,
-    message: Req,
-    deadline: Duration,
-    open: F,
-) -> Result<Resp, CallError>
-where
-    F: FnOnce(RaftNodeClient<Channel>, ReceiverStream<Req>) -> Fut,
-    Fut: Future<Output = Result<tonic::Response<Streaming<Resp>>, Status>>,
-{
-    let message = match slot.as_mut() {
-        Some(stream) => match stream.requests.send(message).await {
-            Ok(()) => {
-                stream.awaiting = true;
-                return stream.reply().await;
-            }
-            // The call has ended (the peer restarted or closed it): nothing was sent.
-            Err(mpsc::error::SendError(message)) => message,
-        },
-        None => message,
-    };
-    let (requests, rx) = mpsc::channel(1);
-    // The channel is new and empty: the first request always fits.
-    let _ = requests.try_send(message);
-    let replies = peer
-        .call(deadline, |client| open(client, ReceiverStream::new(rx)))
-        .await?;
-    slot.insert(CallStream {
-        requests,
-        replies,
-        awaiting: true,
-    })
-    .reply()
-    .await
 }
 
 impl<Req, Resp> CallStream<Req, Resp> {
@@ -141,14 +129,7 @@ where
 {
     let (tx, rx) = mpsc::channel(1);
     tokio::spawn(async move {
-        loop {
-            let request = tokio::select! {
-                request = requests.message() => request,
-                _ = closing.wait_for(|closing| *closing) => return,
-            };
-            let Ok(Some(request)) = request else {
-                return;
-            };
+        while let Some(request) = next_request(&mut requests, &mut closing).await {
             let reply = answer(request).await;
             let failed = reply.is_err();
             if tx.send(reply).await.is_err() || failed {
@@ -157,6 +138,18 @@ where
         }
     });
     ReceiverStream::new(rx)
+}
+
+/// The next request of an open call; `None` once the caller has closed it, it has failed,
+/// or the server has begun its shutdown (`closing`).
+pub(crate) async fn next_request<T>(
+    requests: &mut Streaming<T>,
+    closing: &mut tokio::sync::watch::Receiver<bool>,
+) -> Option<T> {
+    tokio::select! {
+        request = requests.message() => request.ok().flatten(),
+        _ = closing.wait_for(|closing| *closing) => None,
+    }
 }
 
 /// The server's end of a replication stream's AppendEntries call.
@@ -170,11 +163,7 @@ pub(crate) fn serve(
         let raft = raft.clone();
         let peers = peers.clone();
         async move {
-            let rpc: AppendEntriesRequest<TypeConfig> = decode(&payload.data)
-                .map_err(|e| Status::invalid_argument(format!("append entries: {e}")))?;
-            if let Some(leader) = rpc.vote.leader_id().voted_for() {
-                peers.heard_from(leader);
-            }
+            let rpc = append_request(&peers, &payload.data)?;
             encode(&raft.append_entries(rpc).await)
                 .map(|data| Payload { data })
                 .map_err(|e| Status::internal(format!("encoding the reply: {e}")))

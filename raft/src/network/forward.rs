@@ -1,9 +1,10 @@
 //! Forwarding from a follower, batched: one queue per leader peer. While
 //! `max_proposals_in_flight` forwards to that peer are unanswered, new writes queue, and
-//! the next call carries everything queued as one `ForwardBatch` — one gRPC round trip
-//! and one decode on the leader for many writes, which the leader's [`Proposer`]
-//! (super::Proposer) then commits together. A lone write goes at once, as a plain
-//! `Forward`. Every write still gets its own outcome.
+//! the next message carries everything queued as one `ForwardBatchRequest` — one round
+//! trip and one decode on the leader for many writes, which the leader's [`Proposer`]
+//! (super::Proposer) then commits together. A lone write goes at once, alone. Messages
+//! travel on long-lived `ForwardStream` calls, one per forward in flight (see
+//! `append_stream`). Every write still gets its own outcome.
 
 use std::sync::{Arc, Mutex, PoisonError, Weak};
 use std::time::Duration;

@@ -44,8 +44,7 @@ pub use membership::{
 };
 pub use peer::Peers;
 pub use server::{
-    confirm_read_index, propose, serve, service, service_for, service_with, wait_applied,
-    RaftService, Service,
+    propose, serve, service, service_for, service_with, wait_applied, RaftService, Service,
 };
 
 /// How long a membership change may take on the leader, a learner's catch-up included.

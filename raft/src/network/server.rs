@@ -12,14 +12,15 @@ use tokio::net::TcpListener;
 use tonic::transport::server::TcpIncoming;
 use tonic::{Request, Response as GrpcResponse, Status, Streaming};
 
+use super::append_stream::next_request;
 use super::batch::Proposer;
 use super::error::{ForwardError, ReadIndexError};
 use super::membership::{change_membership, leader_view, MembershipChange};
 use super::proto::raft_node_server::{RaftNode, RaftNodeServer};
 use super::proto::{
     forward_reply, read_index_reply, snapshot_chunk, Committed, ForwardBatchReply,
-    ForwardBatchRequest, ForwardReply, ForwardRequest, NotLeader, Payload, ReadIndexReply,
-    ReadIndexRequest, SnapshotChunk,
+    ForwardBatchRequest, ForwardReply, NotLeader, Payload, ReadIndexReply, ReadIndexRequest,
+    SnapshotChunk,
 };
 use super::{decode, encode, NetworkConfig, Peers, MEMBERSHIP_TIMEOUT};
 use crate::types::{LogId, Raft, Response, TypeConfig, Vote};
@@ -98,6 +99,20 @@ pub async fn serve(
         .await
 }
 
+/// Decodes an AppendEntries (from a call, a stream or a commit notice) and records the
+/// contact with its leader.
+pub(crate) fn append_request(
+    peers: &Peers,
+    data: &[u8],
+) -> Result<AppendEntriesRequest<TypeConfig>, Status> {
+    let rpc: AppendEntriesRequest<TypeConfig> =
+        decode(data).map_err(|e| invalid("append entries", e))?;
+    if let Some(leader) = rpc.vote.leader_id().voted_for() {
+        peers.heard_from(leader);
+    }
+    Ok(rpc)
+}
+
 fn invalid(what: &str, e: impl std::fmt::Display) -> Status {
     Status::invalid_argument(format!("{what}: {e}"))
 }
@@ -121,11 +136,7 @@ impl RaftNode for RaftService {
         &self,
         request: Request<Payload>,
     ) -> Result<GrpcResponse<Payload>, Status> {
-        let rpc: AppendEntriesRequest<TypeConfig> =
-            decode(&request.into_inner().data).map_err(|e| invalid("append entries", e))?;
-        if let Some(leader) = rpc.vote.leader_id().voted_for() {
-            self.peers.heard_from(leader);
-        }
+        let rpc = append_request(&self.peers, &request.into_inner().data)?;
         reply(&self.raft.append_entries(rpc).await)
     }
 
@@ -150,19 +161,8 @@ impl RaftNode for RaftService {
     ) -> Result<GrpcResponse<Payload>, Status> {
         let mut notices = request.into_inner();
         let mut closing = self.closing.clone();
-        loop {
-            let notice = tokio::select! {
-                notice = notices.message() => notice?,
-                _ = closing.wait_for(|closing| *closing) => None,
-            };
-            let Some(notice) = notice else {
-                break;
-            };
-            let rpc: AppendEntriesRequest<TypeConfig> =
-                decode(&notice.data).map_err(|e| invalid("commit notice", e))?;
-            if let Some(leader) = rpc.vote.leader_id().voted_for() {
-                self.peers.heard_from(leader);
-            }
+        while let Some(notice) = next_request(&mut notices, &mut closing).await {
+            let rpc = append_request(&self.peers, &notice.data)?;
             // Nobody waits for the answer: the leader already counted this follower's
             // entries, and a refusal (a newer term) reaches it with its next real call.
             // Only a stopped Raft fails here, and then the stream has no reader left.
@@ -216,26 +216,6 @@ impl RaftNode for RaftService {
             snapshot: Box::new(Cursor::new(data)),
         };
         reply(&self.raft.install_full_snapshot(vote, snapshot).await)
-    }
-
-    async fn forward(
-        &self,
-        request: Request<ForwardRequest>,
-    ) -> Result<GrpcResponse<ForwardReply>, Status> {
-        let entry: Entry =
-            decode(&request.into_inner().entry).map_err(|e| invalid("forwarded entry", e))?;
-        Ok(GrpcResponse::new(forward_reply(
-            self.proposer.propose(entry).await,
-        )))
-    }
-
-    async fn forward_batch(
-        &self,
-        request: Request<ForwardBatchRequest>,
-    ) -> Result<GrpcResponse<ForwardBatchReply>, Status> {
-        answer_batch(&self.proposer, request.into_inner())
-            .await
-            .map(GrpcResponse::new)
     }
 
     type ForwardStreamStream =
@@ -299,7 +279,6 @@ impl RaftNode for RaftService {
     }
 }
 
-/// The wire form of a proposal's outcome.
 /// Proposes every entry at once (so they share the leader's next batch) and answers
 /// each, in order.
 async fn answer_batch(
@@ -323,6 +302,7 @@ async fn answer_batch(
     Ok(ForwardBatchReply { replies })
 }
 
+/// The wire form of a proposal's outcome.
 fn forward_reply(r: Result<(Response, LogId), ForwardError>) -> ForwardReply {
     let outcome = match r {
         Ok((response, log_id)) => {
@@ -408,7 +388,10 @@ pub(crate) async fn commit_outcome(
 /// Confirms this node's leadership with a quorum (openraft 0.9's
 /// `ensure_linearizable`, which also waits for this node to apply up to the read
 /// point) and answers the log index a linearizable read must see applied.
-pub async fn confirm_read_index(raft: &Raft, timeout: Duration) -> Result<u64, ReadIndexError> {
+pub(crate) async fn confirm_read_index(
+    raft: &Raft,
+    timeout: Duration,
+) -> Result<u64, ReadIndexError> {
     match tokio::time::timeout(timeout, raft.ensure_linearizable()).await {
         Err(_) => Err(ReadIndexError::Unavailable {
             reason: format!("leadership not confirmed within {timeout:?}"),
