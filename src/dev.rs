@@ -28,7 +28,7 @@ http {
     keyval_zone zone=demo:1m;
 
     upstream demo {
-        zone demo 64k;
+        zone demo_upstreams 64k;
         server {{B1}};
         server {{B2}};
         server {{B3}};
@@ -51,6 +51,10 @@ http {
             api write=on;
             allow 127.0.0.1;
             deny all;
+        }
+
+        # The live dashboard (embedded in the binary): http://127.0.0.1:8080/dashboard.html
+        location = /dashboard.html {
         }
 
         location = /healthz {

@@ -7,11 +7,13 @@
 pub mod api;
 pub mod cluster;
 pub mod config;
+pub mod dashboard;
 pub mod dev;
 pub mod http;
 pub mod keyval;
 pub mod local;
 pub mod log;
+pub mod metrics;
 pub mod runtime;
 pub mod signals;
 pub mod stream;

@@ -332,7 +332,7 @@ fn serve(
             }
         };
         raftgate::cluster::expiry::spawn(Arc::downgrade(&node));
-        let zones = config.keyval_zones();
+        let commands = config.cluster_commands();
         let server = match Runtime::start_with(config, source, Some(node.clone())).await {
             Ok(s) => s,
             Err(e) => {
@@ -358,7 +358,7 @@ fn serve(
             raftgate::VERSION,
             server.bound().iter().map(|b| b.1).collect::<Vec<_>>()
         );
-        raftgate::cluster::configure_zones(node.clone(), zones);
+        raftgate::cluster::configure(node.clone(), commands);
         if let Some(b) = banner {
             b(&server);
         }

@@ -79,6 +79,8 @@ pub struct Runtime {
     /// Connections open now; graceful stop waits for this to reach zero.
     pub open_conns: AtomicUsize,
     reload_lock: tokio::sync::Mutex<()>,
+    /// This node's counters for the API; they outlive reloads.
+    pub metrics: Arc<crate::metrics::Metrics>,
 }
 
 impl Runtime {
@@ -93,6 +95,9 @@ impl Runtime {
         source: Source,
         node: Option<Arc<crate::cluster::Node>>,
     ) -> std::io::Result<Arc<Runtime>> {
+        let mut config = config;
+        let metrics = Arc::<crate::metrics::Metrics>::default();
+        prepare(&mut config, None, &metrics, node.as_deref());
         let (stop, _) = watch::channel(Stop::Running);
         let rt = Arc::new(Runtime {
             node,
@@ -107,6 +112,7 @@ impl Runtime {
             conn_serial: AtomicU64::new(0),
             open_conns: AtomicUsize::new(0),
             reload_lock: tokio::sync::Mutex::new(()),
+            metrics,
         });
         let wanted = listen_addrs(&rt.current.load().config);
         let mut bound = Vec::new();
@@ -147,7 +153,13 @@ impl Runtime {
     /// every error of the new one.
     pub async fn reload(self: &Arc<Self>) -> Result<u64, Vec<String>> {
         let _one_at_a_time = self.reload_lock.lock().await;
-        let config = self.source.load()?;
+        let mut config = self.source.load()?;
+        prepare(
+            &mut config,
+            Some(&self.current.load().config),
+            &self.metrics,
+            self.node.as_deref(),
+        );
         let wanted = listen_addrs(&config);
         let mut fresh = Vec::new();
         {
@@ -167,7 +179,7 @@ impl Runtime {
             crate::log_error!("cannot reopen the error log: {e}");
         }
         if let Some(node) = self.node.as_ref() {
-            crate::cluster::configure_zones(node.clone(), config.keyval_zones());
+            crate::cluster::configure(node.clone(), config.cluster_commands());
         }
         let number = self.current.load().number + 1;
         self.current.store(Arc::new(Generation {
@@ -219,6 +231,39 @@ impl Runtime {
             }
         }
         how
+    }
+}
+
+/// Readies a configuration before it goes live: its server zones take over the counters
+/// of zones already counted, its upstream groups the live state of the groups they
+/// replace, and zone-backed groups start from the replicated server list if the log has
+/// one (so no request sees the configuration's list after the cluster changed it).
+fn prepare(
+    config: &mut Config,
+    old: Option<&Config>,
+    metrics: &crate::metrics::Metrics,
+    node: Option<&crate::cluster::Node>,
+) {
+    let Some(http) = config.http.as_mut() else {
+        return;
+    };
+    match Arc::get_mut(http) {
+        Some(h) => {
+            for (name, stats) in h.status_zones.iter_mut() {
+                *stats = metrics.zone(name);
+            }
+        }
+        None => crate::log_error!("status zones cannot be bound: the configuration is shared"),
+    }
+    let old = old.and_then(|c| c.http.as_ref());
+    let state = node.map(|n| n.reader.load());
+    for (name, group) in &http.upstreams {
+        if let Some(previous) = old.and_then(|o| o.upstreams.get(name)) {
+            group.adopt(previous);
+        }
+        if let Some(s) = &state {
+            group.follow(s.state());
+        }
     }
 }
 

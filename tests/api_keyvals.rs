@@ -87,6 +87,14 @@ impl Single {
                 request_id: "0123456789abcdef0123456789abcdef",
                 full_path: &full,
                 stream_configured: true,
+                local: api::Local {
+                    http: None,
+                    metrics: &raftgate::metrics::Metrics::default(),
+                    open_connections: 0,
+                    generation: 0,
+                    loaded: std::time::SystemTime::now(),
+                    address: "127.0.0.1".into(),
+                },
             },
         )
         .await
@@ -140,9 +148,27 @@ async fn every_row_of_the_nginx_keyval_table_on_a_real_node() {
     assert_eq!(c.get("/", None).await, (200, json!([2])));
     assert_eq!(
         c.get("/2/", None).await,
-        (200, json!(["cluster", "http", "stream"]))
+        (
+            200,
+            json!([
+                "nginx",
+                "processes",
+                "connections",
+                "ssl",
+                "slabs",
+                "http",
+                "stream",
+                "cluster"
+            ])
+        )
     );
-    assert_eq!(c.get("/2/http", None).await, (200, json!(["keyvals"])));
+    assert_eq!(
+        c.get("/2/http", None).await,
+        (
+            200,
+            json!(["requests", "server_zones", "caches", "upstreams", "keyvals"])
+        )
+    );
 
     // POST several pairs into an empty zone, then read them back every way.
     let r = c

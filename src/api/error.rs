@@ -57,6 +57,58 @@ impl ApiError {
         }
     }
 
+    pub fn cache_not_found(name: &str) -> Self {
+        ApiError::new(404, "CacheNotFound", format!("cache \"{name}\" not found"))
+    }
+
+    pub fn server_zone_not_found(name: &str) -> Self {
+        ApiError::new(
+            404,
+            "ServerZoneNotFound",
+            format!("server zone \"{name}\" not found"),
+        )
+    }
+
+    pub fn slab_not_found(name: &str) -> Self {
+        ApiError::new(404, "SlabNotFound", format!("zone \"{name}\" not found"))
+    }
+
+    pub fn upstream_not_found(name: &str) -> Self {
+        ApiError::new(
+            404,
+            "UpstreamNotFound",
+            format!("upstream not found: \"{name}\""),
+        )
+    }
+
+    pub fn upstream_static(name: &str) -> Self {
+        ApiError::new(
+            400,
+            "UpstreamStatic",
+            format!("upstream \"{name}\" is static: it has no zone"),
+        )
+    }
+
+    pub fn bad_server_id(id: &str) -> Self {
+        ApiError::new(
+            400,
+            "UpstreamBadServerId",
+            format!("invalid server ID \"{id}\""),
+        )
+    }
+
+    pub fn conf_format(text: impl Into<String>) -> Self {
+        ApiError::new(400, "UpstreamConfFormatError", text)
+    }
+
+    pub fn no_resolver(host: &str) -> Self {
+        ApiError::new(
+            400,
+            "UpstreamConfNoResolver",
+            format!("no resolver defined to resolve \"{host}\""),
+        )
+    }
+
     pub fn unknown_version() -> Self {
         ApiError::new(404, UNKNOWN_VERSION, "unknown version")
     }

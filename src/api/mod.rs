@@ -39,15 +39,20 @@ pub mod error;
 pub mod json;
 pub mod keyvals;
 pub mod route;
+pub mod servers;
+pub mod stats;
+pub mod upstreams;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_upstreams;
 
 use std::time::Duration;
 
 use bytes::Bytes;
 use raftgate_raft::types::Response;
-use raftgate_raft::{Command, Entry, Rejected, Request, State};
+use raftgate_raft::{Applied, Command, Entry, Kind, Rejected, Request, State};
 
 use crate::cluster::{ClusterStatus, Node, WriteError};
 use error::{error_body, ApiError};
@@ -79,6 +84,24 @@ pub struct ApiRequest<'a> {
     /// False while no `stream {}` block exists: stream endpoints answer 404
     /// `StreamNotConfigured`.
     pub stream_configured: bool,
+    /// What this node counts and runs: statistics, upstream groups, generation.
+    pub local: Local<'a>,
+}
+
+/// The node-local side of the API: what each node counts for itself (connections,
+/// requests, server zones, upstream peers) and the configuration generation it runs.
+/// None of it is replicated; `/2/cluster/` is where the nodes are compared.
+pub struct Local<'a> {
+    /// The generation's `http {}` block (its upstream groups and status zones).
+    pub http: Option<&'a crate::http::HttpConf>,
+    pub metrics: &'a crate::metrics::Metrics,
+    /// Client connections open now.
+    pub open_connections: u64,
+    /// Reloads since start (`generation`) and when the configuration in force loaded.
+    pub generation: u64,
+    pub loaded: std::time::SystemTime,
+    /// The address that accepted this request (`/nginx`'s `address`).
+    pub address: String,
 }
 
 /// The answer: a status and a JSON body (empty for 201 and 204).
@@ -180,16 +203,75 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
         return Err(ApiError::method_disabled());
     }
     let query = Query::parse(req.query);
+    let local = &req.local;
+    let delete = *req.method == http::Method::DELETE;
     match route {
         Route::Versions => Ok(ApiResponse::json(200, json::encode(&route::VERSIONS)?)),
         Route::Root => Ok(ApiResponse::json(
             200,
             json::encode(&route::ROOT_ENDPOINTS)?,
         )),
-        Route::Block(_) => Ok(ApiResponse::json(
+        Route::Block(Kind::Http) => Ok(ApiResponse::json(
             200,
-            json::encode(&route::KIND_ENDPOINTS)?,
+            json::encode(&route::HTTP_ENDPOINTS)?,
         )),
+        Route::Block(Kind::Stream) => Ok(ApiResponse::json(
+            200,
+            json::encode(&route::STREAM_ENDPOINTS)?,
+        )),
+        Route::Nginx => stats::nginx(local, &query),
+        Route::Processes => stats::processes(delete),
+        Route::Connections => stats::connections(local, &query, delete),
+        Route::Ssl => stats::ssl(&query, delete),
+        Route::Requests => stats::requests(local, &query, delete),
+        Route::ServerZones(kind) => stats::server_zones(local, kind, &query),
+        Route::ServerZone(kind, name) => stats::server_zone(local, kind, &name, delete),
+        Route::Caches => stats::caches(&query),
+        Route::Cache(name) => Err(ApiError::cache_not_found(&name)),
+        Route::Slabs => {
+            read_barrier(b, &query).await?;
+            b.with_state(|s| stats::slabs(s, local, &query))
+        }
+        Route::Slab(name) => {
+            if !delete {
+                read_barrier(b, &query).await?;
+            }
+            b.with_state(|s| stats::slab(s, local, &name, delete))
+        }
+        Route::Upstreams(kind) => {
+            read_barrier(b, &query).await?;
+            b.with_state(|s| upstreams::all(s, local, kind, &query))
+        }
+        Route::Upstream(u) => {
+            let group = upstreams::group(local, &u)?;
+            if delete {
+                return Ok(upstreams::reset(group));
+            }
+            read_barrier(b, &query).await?;
+            b.with_state(|s| upstreams::one(s, local, group, &query))
+        }
+        Route::Servers(u) => {
+            upstreams::group(local, &u)?;
+            match *req.method {
+                http::Method::POST => servers::post(b, &u, &req.body).await,
+                _ => {
+                    read_barrier(b, &query).await?;
+                    b.with_state(|s| servers::list(s, &u))
+                }
+            }
+        }
+        Route::Server(u, id) => {
+            upstreams::group(local, &u)?;
+            let id = servers::server_id(&id)?;
+            match *req.method {
+                http::Method::PATCH => servers::patch(b, &u, id, &req.body).await,
+                http::Method::DELETE => servers::delete(b, &u, id).await,
+                _ => {
+                    read_barrier(b, &query).await?;
+                    b.with_state(|s| servers::one(s, &u, id))
+                }
+            }
+        }
         Route::Keyvals(kind) => {
             read_barrier(b, &query).await?;
             keyvals::get_all(b, kind, &query)
@@ -231,13 +313,19 @@ async fn read_barrier<B: Backend>(b: &B, query: &Query) -> Result<(), ApiError> 
 /// Proposes `command` as one deduplicated request and answers `success` (201 or 204,
 /// no body) once it is applied here.
 async fn write<B: Backend>(b: &B, command: Command, success: u16) -> Result<ApiResponse, ApiError> {
+    propose(b, command).await?;
+    Ok(ApiResponse::empty(success))
+}
+
+/// Proposes `command` as one deduplicated request; what it did, once applied here.
+async fn propose<B: Backend>(b: &B, command: Command) -> Result<Applied, ApiError> {
     let entry = Entry::Request(Request {
         client: fastrand::u128(..),
         serial: 1,
         command,
     });
     match b.propose(entry).await {
-        Ok(Ok(_)) => Ok(ApiResponse::empty(success)),
+        Ok(Ok(applied)) => Ok(applied),
         Ok(Err(rejected)) => Err(ApiError::from(&rejected)),
         Err(WriteError::NotApplied(t)) => Err(ApiError::cluster_unavailable(t)),
         Err(WriteError::Unknown(t)) => Err(ApiError::write_outcome_unknown(t)),

@@ -13,12 +13,24 @@ use super::error::ApiError;
 /// The API version raftgate speaks; `GET` of the prefix lists it.
 pub const VERSIONS: [u32; 1] = [2];
 
-/// The endpoints under `/2/`, as far as raftgate serves them. `stream` is listed whether or
-/// not a `stream {}` block exists, as nginx does; its endpoints then answer 404
-/// `StreamNotConfigured`.
-pub const ROOT_ENDPOINTS: [&str; 3] = ["cluster", "http", "stream"];
-/// The endpoints under `/2/http/` and `/2/stream/`.
-pub const KIND_ENDPOINTS: [&str; 1] = ["keyvals"];
+/// The endpoints under `/2/`: NGINX's, in its order, then raftgate's `cluster`. `stream`
+/// is listed whether or not a `stream {}` block exists, as nginx does; its endpoints then
+/// answer 404 `StreamNotConfigured`.
+pub const ROOT_ENDPOINTS: [&str; 8] = [
+    "nginx",
+    "processes",
+    "connections",
+    "ssl",
+    "slabs",
+    "http",
+    "stream",
+    "cluster",
+];
+/// The endpoints under `/2/http/`.
+pub const HTTP_ENDPOINTS: [&str; 5] =
+    ["requests", "server_zones", "caches", "upstreams", "keyvals"];
+/// The endpoints under `/2/stream/`.
+pub const STREAM_ENDPOINTS: [&str; 3] = ["server_zones", "upstreams", "keyvals"];
 
 /// What a path names.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -33,6 +45,36 @@ pub enum Route {
     Keyvals(Kind),
     /// `/2/http/keyvals/{zone}`.
     Zone(Ref),
+    /// `/2/nginx`.
+    Nginx,
+    /// `/2/processes`.
+    Processes,
+    /// `/2/connections`.
+    Connections,
+    /// `/2/ssl`.
+    Ssl,
+    /// `/2/slabs/`.
+    Slabs,
+    /// `/2/slabs/{zone}`.
+    Slab(String),
+    /// `/2/http/requests`.
+    Requests,
+    /// `/2/http/server_zones/`, `/2/stream/server_zones/`.
+    ServerZones(Kind),
+    /// `/2/http/server_zones/{zone}`.
+    ServerZone(Kind, String),
+    /// `/2/http/caches/`.
+    Caches,
+    /// `/2/http/caches/{zone}`.
+    Cache(String),
+    /// `/2/http/upstreams/`.
+    Upstreams(Kind),
+    /// `/2/http/upstreams/{name}/`.
+    Upstream(Ref),
+    /// `/2/http/upstreams/{name}/servers/`.
+    Servers(Ref),
+    /// `/2/http/upstreams/{name}/servers/{id}`, the id as written.
+    Server(Ref, String),
     /// `/2/cluster`: raftgate's cluster status.
     Cluster,
     /// `/2/cluster/nodes`: the members; POST adds one.
@@ -42,6 +84,8 @@ pub enum Route {
 }
 
 const READ: &[Method] = &[Method::GET, Method::HEAD];
+const RESET: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
+const SERVER: &[Method] = &[Method::GET, Method::HEAD, Method::PATCH, Method::DELETE];
 const NODES: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 const NODE: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
 const ZONE: &[Method] = &[
@@ -58,8 +102,17 @@ impl Route {
     pub fn methods(&self) -> &'static [Method] {
         match self {
             Route::Zone(_) => ZONE,
-            Route::ClusterNodes => NODES,
+            Route::ClusterNodes | Route::Servers(_) => NODES,
             Route::ClusterNode(_) => NODE,
+            Route::Processes
+            | Route::Connections
+            | Route::Ssl
+            | Route::Slab(_)
+            | Route::Requests
+            | Route::ServerZone(..)
+            | Route::Cache(_)
+            | Route::Upstream(_) => RESET,
+            Route::Server(..) => SERVER,
             _ => READ,
         }
     }
@@ -69,11 +122,25 @@ impl Route {
         match self {
             Route::Versions
             | Route::Root
+            | Route::Nginx
+            | Route::Processes
+            | Route::Connections
+            | Route::Ssl
+            | Route::Slabs
+            | Route::Slab(_)
+            | Route::Requests
+            | Route::Caches
+            | Route::Cache(_)
             | Route::Cluster
             | Route::ClusterNodes
             | Route::ClusterNode(_) => false,
-            Route::Block(k) | Route::Keyvals(k) => *k == Kind::Stream,
-            Route::Zone(z) => z.kind == Kind::Stream,
+            Route::Block(k) | Route::Keyvals(k) | Route::ServerZones(k) | Route::Upstreams(k) => {
+                *k == Kind::Stream
+            }
+            Route::ServerZone(k, _) => *k == Kind::Stream,
+            Route::Zone(z) | Route::Upstream(z) | Route::Servers(z) | Route::Server(z, _) => {
+                z.kind == Kind::Stream
+            }
         }
     }
 }
@@ -95,25 +162,58 @@ pub fn route(path: &str) -> Result<Route, ApiError> {
     let kind = match segments.next() {
         None => return Ok(Route::Root),
         Some("cluster") => return cluster_route(segments),
+        Some("nginx") => return end(Route::Nginx, segments),
+        Some("processes") => return end(Route::Processes, segments),
+        Some("connections") => return end(Route::Connections, segments),
+        Some("ssl") => return end(Route::Ssl, segments),
+        Some("slabs") => {
+            return match segments.next() {
+                None => Ok(Route::Slabs),
+                Some(z) => end(Route::Slab(z.to_string()), segments),
+            }
+        }
         Some("http") => Kind::Http,
         Some("stream") => Kind::Stream,
         Some(_) => return Err(ApiError::path_not_found()),
     };
-    match segments.next() {
-        None => return Ok(Route::Block(kind)),
-        Some("keyvals") => {}
-        Some(_) => return Err(ApiError::path_not_found()),
-    }
-    let Some(zone) = segments.next() else {
-        return Ok(Route::Keyvals(kind));
-    };
-    if segments.next().is_some() {
-        return Err(ApiError::path_not_found());
-    }
-    Ok(Route::Zone(Ref {
+    let named = |name: &str| Ref {
         kind,
-        name: zone.to_string(),
-    }))
+        name: name.to_string(),
+    };
+    match (kind, segments.next()) {
+        (_, None) => Ok(Route::Block(kind)),
+        (Kind::Http, Some("requests")) => end(Route::Requests, segments),
+        (Kind::Http, Some("caches")) => match segments.next() {
+            None => Ok(Route::Caches),
+            Some(c) => end(Route::Cache(c.to_string()), segments),
+        },
+        (_, Some("server_zones")) => match segments.next() {
+            None => Ok(Route::ServerZones(kind)),
+            Some(z) => end(Route::ServerZone(kind, z.to_string()), segments),
+        },
+        (_, Some("keyvals")) => match segments.next() {
+            None => Ok(Route::Keyvals(kind)),
+            Some(z) => end(Route::Zone(named(z)), segments),
+        },
+        (_, Some("upstreams")) => match (segments.next(), segments.next(), segments.next()) {
+            (None, ..) => Ok(Route::Upstreams(kind)),
+            (Some(u), None, _) => Ok(Route::Upstream(named(u))),
+            (Some(u), Some("servers"), None) => Ok(Route::Servers(named(u))),
+            (Some(u), Some("servers"), Some(id)) => {
+                end(Route::Server(named(u), id.to_string()), segments)
+            }
+            _ => Err(ApiError::path_not_found()),
+        },
+        _ => Err(ApiError::path_not_found()),
+    }
+}
+
+/// `route` if nothing follows it.
+fn end<'a>(route: Route, mut rest: impl Iterator<Item = &'a str>) -> Result<Route, ApiError> {
+    match rest.next() {
+        None => Ok(route),
+        Some(_) => Err(ApiError::path_not_found()),
+    }
 }
 
 fn cluster_route<'a>(mut segments: impl Iterator<Item = &'a str>) -> Result<Route, ApiError> {
@@ -239,18 +339,74 @@ mod tests {
             assert_eq!(code(p), "UnknownVersion", "{p}");
         }
         for p in [
-            "/2/nginx",
+            "/2/nginx/x",
             "/2/cluster/leader",
             "/2/cluster/nodes/1/x",
-            "/2/http/upstreams/",
+            "/2/http/upstreams/u/x",
+            "/2/http/upstreams/u/servers/1/x",
             "/2/http/keyval",
             "/2/HTTP/keyvals/",
-            "/2/stream/server_zones/",
+            "/2/stream/requests",
+            "/2/stream/caches/",
+            "/2/slabs/z/x",
             "/2/http/keyvals/one/two",
             "/2/http/keyvals/one/two/",
         ] {
             assert_eq!(code(p), "PathNotFound", "{p}");
             assert_eq!(route(p).expect_err("404").status, 404);
+        }
+    }
+
+    #[test]
+    fn every_v2_endpoint_with_and_without_trailing_slashes() {
+        let table = [
+            ("/2/nginx", Route::Nginx, READ),
+            ("/2/processes", Route::Processes, RESET),
+            ("/2/connections/", Route::Connections, RESET),
+            ("/2/ssl", Route::Ssl, RESET),
+            ("/2/slabs/", Route::Slabs, READ),
+            ("/2/slabs/kv", Route::Slab("kv".into()), RESET),
+            ("/2/http/requests", Route::Requests, RESET),
+            ("/2/http/server_zones", Route::ServerZones(Kind::Http), READ),
+            (
+                "/2/http/server_zones/f/",
+                Route::ServerZone(Kind::Http, "f".into()),
+                RESET,
+            ),
+            ("/2/http/caches/", Route::Caches, READ),
+            ("/2/http/caches/c", Route::Cache("c".into()), RESET),
+            ("/2/http/upstreams", Route::Upstreams(Kind::Http), READ),
+            (
+                "/2/http/upstreams/b/",
+                Route::Upstream(Ref::http("b")),
+                RESET,
+            ),
+            (
+                "/2/http/upstreams/b/servers",
+                Route::Servers(Ref::http("b")),
+                NODES,
+            ),
+            (
+                "/2/http/upstreams/b/servers/3/",
+                Route::Server(Ref::http("b"), "3".into()),
+                SERVER,
+            ),
+            (
+                "/2/stream/server_zones/",
+                Route::ServerZones(Kind::Stream),
+                READ,
+            ),
+            (
+                "/2/stream/upstreams/t/servers/",
+                Route::Servers(Ref::stream("t")),
+                NODES,
+            ),
+        ];
+        for (path, want, methods) in table {
+            let got = route(path).expect(path);
+            assert_eq!(got, want, "{path}");
+            assert_eq!(got.methods(), methods, "{path}");
+            assert_eq!(got.is_stream(), path.starts_with("/2/stream"), "{path}");
         }
     }
 

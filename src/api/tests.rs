@@ -14,8 +14,8 @@ use crate::cluster::{ClusterStatus, NodeStatus, StorageStatus, WriteError};
 use raftgate_raft::network::{MembershipChange, MembershipError};
 
 #[derive(Default)]
-struct Fake {
-    state: Mutex<(u64, State)>,
+pub(super) struct Fake {
+    pub(super) state: Mutex<(u64, State)>,
     entries: Mutex<Vec<Entry>>,
     barrier_error: Option<String>,
     write_error: Option<WriteError>,
@@ -100,7 +100,7 @@ impl Backend for Fake {
     }
 }
 
-fn fake() -> Fake {
+pub(super) fn fake() -> Fake {
     let f = Fake {
         members: Mutex::new(vec![member(1, "leader"), member(2, "voter")]),
         ..Fake::default()
@@ -123,16 +123,17 @@ fn fake() -> Fake {
     f
 }
 
-struct Call<'a> {
+pub(super) struct Call<'a> {
     method: Method,
     path: &'a str,
-    query: Option<&'a str>,
+    pub(super) query: Option<&'a str>,
     body: &'a str,
-    write: bool,
-    stream: bool,
+    pub(super) write: bool,
+    pub(super) stream: bool,
+    pub(super) http: Option<&'a crate::http::HttpConf>,
 }
 
-fn call(path: &str) -> Call<'_> {
+pub(super) fn call(path: &str) -> Call<'_> {
     Call {
         method: Method::GET,
         path,
@@ -140,22 +141,23 @@ fn call(path: &str) -> Call<'_> {
         body: "",
         write: true,
         stream: true,
+        http: None,
     }
 }
 
 impl<'a> Call<'a> {
-    fn method(mut self, m: Method, body: &'a str) -> Self {
+    pub(super) fn method(mut self, m: Method, body: &'a str) -> Self {
         self.method = m;
         self.body = body;
         self
     }
 
-    fn query(mut self, q: &'a str) -> Self {
+    pub(super) fn query(mut self, q: &'a str) -> Self {
         self.query = Some(q);
         self
     }
 
-    async fn on(self, b: &Fake) -> ApiResponse {
+    pub(super) async fn on(self, b: &Fake) -> ApiResponse {
         let full = format!("/api{}", self.path);
         serve(
             b,
@@ -168,18 +170,26 @@ impl<'a> Call<'a> {
                 request_id: "rid",
                 full_path: &full,
                 stream_configured: self.stream,
+                local: super::Local {
+                    http: self.http,
+                    metrics: &crate::metrics::Metrics::default(),
+                    open_connections: 0,
+                    generation: 0,
+                    loaded: std::time::SystemTime::UNIX_EPOCH,
+                    address: "127.0.0.1".into(),
+                },
             },
         )
         .await
     }
 }
 
-fn body(r: &ApiResponse) -> Value {
+pub(super) fn body(r: &ApiResponse) -> Value {
     serde_json::from_slice(&r.body).expect("json body")
 }
 
 /// Asserts an error answer and its object; returns the text.
-fn error(r: &ApiResponse, status: u16, code: &str) -> String {
+pub(super) fn error(r: &ApiResponse, status: u16, code: &str) -> String {
     assert_eq!(r.status, status, "{:?}", r.body);
     let v = body(r);
     assert_eq!(v["error"]["status"], json!(status));
@@ -195,10 +205,27 @@ async fn listings_versions_and_unknown_paths() {
     for (path, want) in [
         ("/", json!([2])),
         ("", json!([2])),
-        ("/2", json!(["cluster", "http", "stream"])),
-        ("/2/", json!(["cluster", "http", "stream"])),
-        ("/2/http", json!(["keyvals"])),
-        ("/2/stream/", json!(["keyvals"])),
+        (
+            "/2",
+            json!([
+                "nginx",
+                "processes",
+                "connections",
+                "ssl",
+                "slabs",
+                "http",
+                "stream",
+                "cluster"
+            ]),
+        ),
+        (
+            "/2/http",
+            json!(["requests", "server_zones", "caches", "upstreams", "keyvals"]),
+        ),
+        (
+            "/2/stream/",
+            json!(["server_zones", "upstreams", "keyvals"]),
+        ),
     ] {
         let r = call(path).on(&b).await;
         assert_eq!((r.status, body(&r)), (200, want), "{path}");
@@ -209,7 +236,7 @@ async fn listings_versions_and_unknown_paths() {
         "UnknownVersion",
     );
     error(&call("/x").on(&b).await, 404, "UnknownVersion");
-    error(&call("/2/nginx").on(&b).await, 404, "PathNotFound");
+    error(&call("/2/nginx/x").on(&b).await, 404, "PathNotFound");
     let mut no_stream = call("/2/stream/");
     no_stream.stream = false;
     error(&no_stream.on(&b).await, 404, "StreamNotConfigured");

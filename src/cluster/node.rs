@@ -175,6 +175,8 @@ pub struct Node {
     /// A handle on the log store, for its sync counters (the status API).
     pub(crate) log: raftgate_storage::LogStore,
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
+    /// Counts configuration loads; see [`super::configure`].
+    pub(crate) configure_serial: std::sync::atomic::AtomicU64,
 }
 
 /// How long a write waits for a leader to appear (an election takes up to ~1 s).
@@ -253,6 +255,7 @@ impl Node {
             raft_addr,
             log: log_handle,
             server,
+            configure_serial: std::sync::atomic::AtomicU64::new(0),
         })
     }
 

@@ -392,6 +392,23 @@ impl Config {
         let stream = self.stream.iter().flat_map(|s| s.keyval_zones.iter());
         http.chain(stream).cloned().collect()
     }
+
+    /// The commands that make the replicated state match this configuration: its keyval
+    /// zones, then its zone-backed upstream groups (sorted by name, so every node proposes
+    /// them in the same order).
+    pub fn cluster_commands(&self) -> Vec<raftgate_raft::Entry> {
+        let mut entries = crate::keyval::configure_commands(&self.keyval_zones());
+        if let Some(h) = &self.http {
+            let mut names: Vec<&String> = h.upstreams.keys().collect();
+            names.sort();
+            entries.extend(
+                names
+                    .into_iter()
+                    .filter_map(|n| h.upstreams[n].configure_command()),
+            );
+        }
+        entries
+    }
 }
 
 /// Reads and checks a configuration file. `Err` holds every error found.

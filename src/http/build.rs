@@ -296,7 +296,13 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         .vars
         .names()
         .any(crate::vars::http::reads_upstream_headers);
+    let status_zones = out_servers
+        .iter()
+        .filter_map(|(s, _)| s.conf.status_zone.clone())
+        .map(|z| (z, Arc::default()))
+        .collect();
     Some(HttpConf {
+        status_zones,
         keyval_zones,
         stream_configured: false,
         pools,

@@ -48,6 +48,9 @@ pub struct HttpConf {
     pub stream_configured: bool,
     /// Idle connections of the groups that have `keepalive`.
     pub pools: HashMap<String, Arc<upconn::Pool>>,
+    /// The servers' `status_zone`s. Fresh counters at build; the runtime swaps in the
+    /// ones of the zones it already counts before the configuration goes live.
+    pub status_zones: HashMap<String, Arc<crate::metrics::ZoneStats>>,
 }
 
 #[derive(Debug, Clone)]

@@ -25,7 +25,7 @@ const MAX_CYCLES: u32 = 10;
 pub const SERVER_HEADER: &str = concat!("raftgate/", env!("CARGO_PKG_VERSION"));
 
 /// What a pass through the phases produced.
-enum Outcome {
+pub(crate) enum Outcome {
     /// A complete response (proxied, static file): not subject to `error_page`.
     Response(Response<RespBody>),
     /// A status raftgate generates itself (with `return` text or a redirect target).
@@ -57,11 +57,12 @@ struct Pass<'a> {
     cycles: u32,
     body: Option<Incoming>,
     node: Option<&'a crate::cluster::Node>,
+    rt: &'a crate::runtime::Runtime,
 }
 
 pub async fn handle(
     http: Arc<HttpConf>,
-    node: Option<Arc<crate::cluster::Node>>,
+    rt: Arc<crate::runtime::Runtime>,
     group: usize,
     conn: Arc<ConnInfo>,
     conn_requests: u64,
@@ -113,6 +114,12 @@ pub async fn handle(
         server.name.clone(),
     );
     req.request_length = request_length;
+    let zone = server
+        .conf
+        .status_zone
+        .as_deref()
+        .and_then(|z| http.status_zones.get(z).cloned());
+    let in_flight = rt.metrics.request(zone, request_length);
     req.loc_conf = Some(server.conf.clone());
     req.request_host = parts_host;
     if let Some(c) = caps {
@@ -126,7 +133,8 @@ pub async fn handle(
         uri_changed: false,
         cycles: 0,
         body: Some(body),
-        node: node.as_deref(),
+        node: rt.node.as_deref(),
+        rt: &rt,
     };
     let outcome = if normalized.is_none() {
         Outcome::Fail(Fail::new(
@@ -152,6 +160,7 @@ pub async fn handle(
                 );
             }
             if f.kind == Kind::ClientAbort {
+                in_flight.discarded();
                 req.status = 499;
                 finish_log(&conf, req, 0);
                 return Err(CloseConnection);
@@ -159,6 +168,7 @@ pub async fn handle(
             status_response(&conf, &mut req, f.status(), None)
         }
         Outcome::Close => {
+            in_flight.discarded();
             req.status = 444;
             finish_log(&conf, req, 0);
             return Err(CloseConnection);
@@ -174,14 +184,16 @@ pub async fn handle(
             .map(|(n, v)| n.as_str().len() + v.len() + 4)
             .sum::<usize>() as u64;
     let targets = conf.access_log.clone().unwrap_or_default();
-    if !targets.is_empty() {
-        resp.body_mut().on_finish(Box::new(move |sent, _complete| {
+    resp.body_mut().on_finish(Box::new(move |sent, _complete| {
+        in_flight.responded(status, sent + header_bytes);
+        drop(in_flight);
+        if !targets.is_empty() {
             let mut req = req;
             req.body_bytes_sent = sent;
             req.bytes_sent = sent + header_bytes;
             super::access_log::write(&targets, &mut req);
-        }));
-    }
+        }
+    }));
     Ok(resp)
 }
 
@@ -293,7 +305,7 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                 let conf = p.conf.clone();
                 return // Boxed: the proxy future is large, and moving it with every
                 // request's state would cost more than one allocation.
-                match Box::pin(proxy::forward(&pp, p.http, &conf, req, p.body.take(), at)).await {
+                match Box::pin(proxy::forward(&pp, p.http, &conf, req, p.body.take(), at, p.node)).await {
                     Ok(r) => Outcome::Response(r),
                     Err(f) => Outcome::Fail(f),
                 };
@@ -367,6 +379,7 @@ async fn api_content(p: &mut Pass<'_>, req: &mut Req, write: bool) -> Outcome {
         format!("/{rest}")
     };
     let request_id = req.var_request_id();
+    let generation = p.rt.current.load_full();
     let method = req.method.clone();
     let query = req.args.clone();
     let answer = crate::api::handle(
@@ -380,6 +393,14 @@ async fn api_content(p: &mut Pass<'_>, req: &mut Req, write: bool) -> Outcome {
             request_id: &request_id,
             full_path: &uri,
             stream_configured: p.http.stream_configured,
+            local: crate::api::Local {
+                http: Some(p.http),
+                metrics: &p.rt.metrics,
+                open_connections: p.rt.open_conns.load(std::sync::atomic::Ordering::Relaxed) as u64,
+                generation: generation.number,
+                loaded: generation.loaded,
+                address: req.conn.local.ip().to_string(),
+            },
         },
     )
     .await;
@@ -522,6 +543,9 @@ async fn static_content(p: &mut Pass<'_>, req: &mut Req) -> Result<StaticStep, F
         StaticOutcome::Forbidden => {
             crate::log_error!("directory index of \"{}{}\" is forbidden", root, req.uri);
             Outcome::Status(403, None)
+        }
+        StaticOutcome::NotFound if crate::dashboard::serves(&req.uri) => {
+            crate::dashboard::response(&req.method)
         }
         StaticOutcome::NotFound => {
             crate::log_error!(

@@ -218,6 +218,7 @@ pub async fn forward(
     req: &mut Req,
     body: Option<Incoming>,
     at: Where<'_>,
+    node: Option<&crate::cluster::Node>,
 ) -> Result<Response<RespBody>, Fail> {
     // Which group, and what to send as the request target.
     let (group, uri) = match &pass.target {
@@ -267,6 +268,9 @@ pub async fn forward(
     };
 
     let Routed { group, pool, host } = group;
+    if let Some(node) = node {
+        group.follow(node.reader.load().state());
+    }
     let version = conf.proxy.http_version.unwrap_or(Version::HTTP_10);
     let mut headers = request_headers(conf, req, host);
     let connect_timeout = conf.proxy.connect_timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -384,6 +388,7 @@ pub async fn forward(
             .body(this_body)
             .map_err(|e| Fail::internal(format!("bad upstream request: {e}")))?;
         guard.peer().count_request();
+        guard.peer().add_sent(request_bytes(&upstream_req));
         // proxy_read_timeout runs from the end of the request body (the send side has
         // proxy_send_timeout), so a slow upload is not a read timeout.
         let send = sender.send_request(upstream_req);
@@ -474,6 +479,7 @@ pub async fn forward(
         }
         guard.success();
         guard.peer().count_response(status);
+        guard.peer().stats().record_header_time(started.elapsed());
         record_attempt(req, addr, status, started);
         let (mut parts, incoming) = resp.into_parts();
         if http.keep_upstream_headers {
@@ -652,4 +658,22 @@ impl HttpConf {
     pub fn pool(&self, group: &str) -> Option<Arc<Pool>> {
         self.pools.get(group).cloned()
     }
+}
+
+/// The bytes a request puts on the wire to the upstream: request line, headers and the
+/// body its `Content-Length` announces (a chunked body is not counted).
+fn request_bytes<B>(r: &Request<B>) -> u64 {
+    let line = r.method().as_str().len() + r.uri().to_string().len() + 12;
+    let headers: usize = r
+        .headers()
+        .iter()
+        .map(|(n, v)| n.as_str().len() + v.len() + 4)
+        .sum();
+    let body = r
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok())
+        .unwrap_or(0);
+    (line + headers + 2) as u64 + body
 }

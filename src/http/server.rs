@@ -29,6 +29,7 @@ pub async fn accept_loop(rt: Arc<Runtime>, key: SocketAddr, listener: TcpListene
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(key);
         let serial = rt.conn_serial.fetch_add(1, Ordering::Relaxed) + 1;
+        rt.metrics.accepted.fetch_add(1, Ordering::Relaxed);
         let conn = Arc::new(ConnInfo {
             remote,
             local,
@@ -70,7 +71,7 @@ async fn serve_conn(
     let rt2 = rt.clone();
     let svc = service_fn(move |req| {
         let gen = rt2.current.load_full();
-        let node = rt2.node.clone();
+        let rt = rt2.clone();
         let conn = conn.clone();
         let n = requests.fetch_add(1, Ordering::Relaxed) + 1;
         async move {
@@ -80,7 +81,7 @@ async fn serve_conn(
             let Some(group) = http.listens.iter().position(|l| l.addr == key) else {
                 return Err(CloseConnection);
             };
-            let mut resp = phases::handle(http, node, group, conn, n, req).await?;
+            let mut resp = phases::handle(http, rt, group, conn, n, req).await?;
             if n >= max_requests {
                 // hyper closes the connection after a response that says so.
                 resp.headers_mut().insert(

@@ -75,6 +75,12 @@ impl Pool {
         None
     }
 
+    /// Idle connections held now (the API's `keepalive`).
+    pub fn idle_count(&self) -> usize {
+        let idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        idle.values().map(Vec::len).sum()
+    }
+
     /// Returns a connection after a complete response; `uses` counts that response.
     pub fn put(&self, addr: SocketAddr, sender: Sender, uses: u64) {
         if sender.is_closed() || uses >= self.conf.requests {
@@ -271,10 +277,14 @@ impl UpstreamBody {
 
     fn finish(&mut self) {
         if let Some((cell, started)) = self.timing.take() {
+            let took = started.elapsed();
             cell.store(
-                started.elapsed().as_micros() as u64,
+                took.as_micros() as u64,
                 std::sync::atomic::Ordering::Relaxed,
             );
+            if let Some(g) = &self.guard {
+                g.peer().stats().record_response_time(took);
+            }
         }
         if let Some((pool, addr, sender, uses)) = self.conn.take() {
             pool.put(addr, sender, uses);

@@ -23,17 +23,22 @@ mod tried;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_follow;
+#[cfg(test)]
 mod tests_hash;
 
+use std::collections::HashMap;
 use std::fmt;
-use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
+use arc_swap::ArcSwap;
 use conf::{Method, ServerConf, UpstreamConf};
+use raftgate_raft::{ServerView, State as Replicated, UpstreamRef};
 
-pub use peer::{Peer, PeerGuard, PeerState, PeerStats};
+pub use peer::{Live, Peer, PeerGuard, PeerState, PeerStats};
 pub use tried::Tried;
 
 /// Weights are kept multiplied by this factor so that `slow_start` can ramp a weight of 1
@@ -82,40 +87,214 @@ impl fmt::Display for NoLivePeers {
 impl std::error::Error for NoLivePeers {}
 
 /// A configured upstream group with its runtime state.
+///
+/// A group with a `zone` follows the replicated server list: [`Upstream::follow`] swaps in
+/// a group rebuilt from the applied state whenever that list's revision moves, so a server
+/// added, changed, drained or removed through the API on any node steers this node's
+/// requests. Until the log has configured the upstream, the configuration's list serves.
 pub struct Upstream {
     conf: UpstreamConf,
-    group: Arc<Group>,
+    group: ArcSwap<Group>,
+    follow: Option<Follow>,
 }
+
+/// How a zone-backed group tracks the replicated list.
+struct Follow {
+    upstream: UpstreamRef,
+    /// The revision the current group was built from; [`CONFIGURED`] while it is the
+    /// configuration's own list.
+    built: AtomicU64,
+    rebuild: Mutex<()>,
+    /// The names the configuration wrote for its addresses (the API's `name`).
+    names: HashMap<SocketAddr, String>,
+    /// Servers removed while requests were still using them (the API's `zombies`).
+    zombies: Mutex<Vec<Arc<Live>>>,
+}
+
+const CONFIGURED: u64 = u64::MAX;
 
 impl fmt::Debug for Upstream {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstream")
             .field("name", &self.conf.name)
-            .field("peers", &self.group.peers.len())
+            .field("peers", &self.group.load().peers.len())
             .finish()
     }
 }
 
 impl Upstream {
     pub fn new(conf: UpstreamConf) -> Upstream {
-        let group = Arc::new(Group::new(&conf));
-        Upstream { conf, group }
+        let servers = conf
+            .servers
+            .iter()
+            .enumerate()
+            .map(|(i, s)| (i as u64, s.clone()))
+            .collect();
+        let group = Group::build(&conf.method, servers, None);
+        let follow = conf.zone.as_ref().map(|_| Follow {
+            upstream: UpstreamRef::http(conf.name.clone()),
+            built: AtomicU64::new(CONFIGURED),
+            rebuild: Mutex::new(()),
+            names: conf
+                .servers
+                .iter()
+                .map(|s| (s.addr, s.name.clone()))
+                .collect(),
+            zombies: Mutex::new(Vec::new()),
+        });
+        Upstream {
+            conf,
+            group: ArcSwap::from_pointee(group),
+            follow,
+        }
     }
 
     pub fn conf(&self) -> &UpstreamConf {
         &self.conf
     }
 
-    /// Primaries first, then backups, each in configuration order; `peers()[i].id == i`.
-    pub fn peers(&self) -> &[Arc<Peer>] {
-        &self.group.peers
+    /// Whether the group has a `zone`, so its servers are replicated state the API can
+    /// change (NGINX Plus answers `UpstreamStatic` for the others).
+    pub fn is_dynamic(&self) -> bool {
+        self.follow.is_some()
+    }
+
+    /// Primaries first, then backups; `peers()[i].id == i`. A snapshot: a rebuild after
+    /// it does not change the list returned.
+    pub fn peers(&self) -> Vec<Arc<Peer>> {
+        self.group.load().peers.clone()
+    }
+
+    /// The peer with the API id `server_id`.
+    pub fn peer(&self, server_id: u64) -> Option<Arc<Peer>> {
+        let g = self.group.load();
+        g.peers.iter().find(|p| p.server_id == server_id).cloned()
+    }
+
+    /// When the group's clock began, as wall time: for the API's `selected` and
+    /// `downstart`.
+    pub fn wall_time(&self, at: Instant) -> SystemTime {
+        let g = self.group.load();
+        g.epoch_wall + at.saturating_duration_since(g.epoch)
+    }
+
+    /// Removed servers still serving requests (the API's `zombies`).
+    pub fn zombies(&self) -> usize {
+        let Some(f) = &self.follow else { return 0 };
+        let mut z = f.zombies.lock().unwrap_or_else(|e| e.into_inner());
+        z.retain(|l| l.active() > 0);
+        z.len()
+    }
+
+    /// Rebuilds the group from the replicated list if that list changed since the last
+    /// build. Cheap when nothing changed (one map lookup and a compare), so the proxy calls
+    /// it before every pick and the API before every read.
+    pub fn follow(&self, state: &Replicated) {
+        let Some(f) = &self.follow else { return };
+        let Some(revision) = state.upstream_revision(&f.upstream) else {
+            return;
+        };
+        if f.built.load(Ordering::Acquire) == revision {
+            return;
+        }
+        let _one = f.rebuild.lock().unwrap_or_else(|e| e.into_inner());
+        if f.built.load(Ordering::Acquire) == revision {
+            return;
+        }
+        let views = state.upstream_servers(&f.upstream).unwrap_or_default();
+        self.rebuild(f, &views);
+        f.built.store(revision, Ordering::Release);
+    }
+
+    /// Takes over the live state (counters, health, connections in flight) of the group
+    /// this one replaces at a reload, server by server where id and address agree.
+    pub fn adopt(&self, old: &Upstream) {
+        let old_group = old.group.load();
+        let current = self.group.load_full();
+        let servers = current
+            .peers
+            .iter()
+            .map(|p| (p.server_id, p.conf.clone()))
+            .collect();
+        let group = Group::build(&self.conf.method, servers, Some(&old_group));
+        self.group.store(Arc::new(group));
+        if let (Some(new), Some(old)) = (&self.follow, &old.follow) {
+            let mut z = old.zombies.lock().unwrap_or_else(|e| e.into_inner());
+            new.zombies
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .append(&mut z);
+        }
+    }
+
+    fn rebuild(&self, f: &Follow, views: &[ServerView]) {
+        let old = self.group.load_full();
+        let servers: Vec<(u64, ServerConf)> = views
+            .iter()
+            .filter_map(|v| {
+                let conf = server_conf(v, &f.names);
+                if conf.is_none() {
+                    crate::log_error!(
+                        "upstream \"{}\": server \"{}\" has no address to connect to",
+                        self.conf.name,
+                        v.spec.server
+                    );
+                }
+                conf.map(|c| (v.id, c))
+            })
+            .collect();
+        let group = Group::build(&self.conf.method, servers, Some(&old));
+        let mut gone: Vec<Arc<Live>> = old
+            .peers
+            .iter()
+            .filter(|p| group.find(p.server_id, &p.conf.addr).is_none())
+            .filter(|p| p.active() > 0)
+            .map(|p| p.live().clone())
+            .collect();
+        self.group.store(Arc::new(group));
+        f.zombies
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .append(&mut gone);
+    }
+
+    /// `ConfigureUpstream` with this configuration's servers, for a group with a `zone`:
+    /// one server per resolved address, in configuration order, so the log numbers them
+    /// as the static group does.
+    pub fn configure_command(&self) -> Option<raftgate_raft::Entry> {
+        let f = self.follow.as_ref()?;
+        let servers = self
+            .conf
+            .servers
+            .iter()
+            .map(|s| raftgate_raft::ServerSpec {
+                server: s.addr.to_string(),
+                service: None,
+                weight: s.weight,
+                max_conns: s.max_conns,
+                max_fails: s.max_fails,
+                fail_timeout_ms: u64::try_from(s.fail_timeout.as_millis()).unwrap_or(u64::MAX),
+                slow_start_ms: u64::try_from(s.slow_start.as_millis()).unwrap_or(u64::MAX),
+                route: s.route.clone(),
+                backup: s.backup,
+                down: s.down,
+                drain: s.drain,
+            })
+            .collect();
+        Some(raftgate_raft::Entry::Command(
+            raftgate_raft::Command::ConfigureUpstream {
+                upstream: f.upstream.clone(),
+                servers,
+            },
+        ))
     }
 
     /// How many attempts one request may make before giving up (nginx's `peer.tries`: the
     /// servers not marked `down`, backups included, at least one). The proxy takes the smaller
     /// of this and `proxy_next_upstream_tries`.
     pub fn tries(&self) -> usize {
-        let live = self.group.peers.iter().filter(|p| !p.is_down()).count();
+        let g = self.group.load();
+        let live = g.peers.iter().filter(|p| !p.is_down()).count();
         live.max(1)
     }
 
@@ -132,14 +311,17 @@ impl Upstream {
         tried: &mut Tried,
         now: Instant,
     ) -> Result<PeerGuard, NoLivePeers> {
-        self.group.select(ctx, tried, now).ok_or(NoLivePeers)
+        self.group
+            .load_full()
+            .select(ctx, tried, now)
+            .ok_or(NoLivePeers)
     }
 
     /// Use one particular server if it can take the attempt (for sessions bound by `sticky`).
     /// Unlike balancing, a draining server still accepts requests bound to it; `None` means
     /// the caller should balance instead, as NGINX Plus does when the bound server is down.
     pub fn select_bound(&self, id: usize, tried: &mut Tried, now: Instant) -> Option<PeerGuard> {
-        let group = &self.group;
+        let group = self.group.load_full();
         let peer = group.peers.get(id)?;
         let stamp = peer.stamp(now);
         let _state = group.lock();
@@ -150,7 +332,7 @@ impl Upstream {
 
     /// Make `random` reproducible (tests, simulations).
     pub fn reseed(&self, seed: u64) {
-        self.group.lock().rng.seed(seed);
+        self.group.load().lock().rng.seed(seed);
     }
 }
 
@@ -198,22 +380,60 @@ struct Group {
     /// `hash consistent`: the primaries carrying each server name, in configuration order.
     ring_members: Vec<Vec<usize>>,
     state: Mutex<State>,
+    /// The origin of the peers' time stamps; a rebuilt group keeps its predecessor's, so
+    /// the stamps in a carried-over [`Live`] keep their meaning.
+    epoch: Instant,
+    epoch_wall: SystemTime,
+}
+
+/// A replicated server as the data path connects to it, or `None` when its address is a
+/// name (raftgate has no `resolver`, so the API refuses names; a log could still hold one
+/// written by a node that resolved it).
+fn server_conf(v: &ServerView, names: &HashMap<SocketAddr, String>) -> Option<ServerConf> {
+    let addr: SocketAddr = v.spec.server.parse().ok()?;
+    let s = &v.spec;
+    Some(ServerConf {
+        addr,
+        name: names
+            .get(&addr)
+            .cloned()
+            .unwrap_or_else(|| s.server.clone()),
+        weight: s.weight,
+        max_fails: s.max_fails,
+        fail_timeout: Duration::from_millis(s.fail_timeout_ms),
+        backup: s.backup,
+        down: s.down,
+        drain: s.drain,
+        max_conns: s.max_conns,
+        slow_start: Duration::from_millis(s.slow_start_ms),
+        route: s.route.clone(),
+    })
 }
 
 impl Group {
-    fn new(conf: &UpstreamConf) -> Group {
-        let epoch = Instant::now();
-        let mut servers: Vec<&ServerConf> = conf.servers.iter().filter(|s| !s.backup).collect();
-        let primaries = servers.len();
-        servers.extend(conf.servers.iter().filter(|s| s.backup));
-        let single = primaries == 1 && servers.len() == 1;
-        let peers: Vec<Arc<Peer>> = servers
+    /// A group over `servers` (API id and parameters, in id order). A server that `prev`
+    /// has too (same id and address) keeps its live state and its place in the smooth
+    /// round robin, so a change to one server does not reset the others.
+    fn build(method: &Method, servers: Vec<(u64, ServerConf)>, prev: Option<&Group>) -> Group {
+        let epoch = prev.map_or_else(Instant::now, |g| g.epoch);
+        let epoch_wall = SystemTime::now() - epoch.elapsed();
+        let mut ordered: Vec<&(u64, ServerConf)> = servers.iter().filter(|s| !s.1.backup).collect();
+        let primaries = ordered.len();
+        ordered.extend(servers.iter().filter(|s| s.1.backup));
+        let single = primaries == 1 && ordered.len() == 1;
+        let peers: Vec<Arc<Peer>> = ordered
             .iter()
             .enumerate()
-            .map(|(id, s)| Arc::new(Peer::new(id, (*s).clone(), single, epoch)))
+            .map(|(i, (sid, s))| {
+                let live = prev
+                    .and_then(|g| g.find(*sid, &s.addr))
+                    .map(|p| p.live().clone())
+                    .unwrap_or_default();
+                Arc::new(Peer::new(i, *sid, s.clone(), single, epoch, live))
+            })
             .collect();
 
-        let kind = match &conf.method {
+        let kind = match method {
             Method::RoundRobin => Kind::RoundRobin,
             Method::LeastConn => Kind::LeastConn,
             Method::IpHash => Kind::IpHash,
@@ -238,11 +458,24 @@ impl Group {
         } else {
             (Vec::new(), Vec::new())
         };
+        let prev_weights = prev.map(|g| (g, g.lock().weights.clone()));
         let weights = peers
             .iter()
-            .map(|p| Weights {
-                current: 0,
-                effective: i64::from(p.weight) * WEIGHT_SCALE,
+            .map(|p| {
+                let full = i64::from(p.weight) * WEIGHT_SCALE;
+                let kept = prev_weights
+                    .as_ref()
+                    .and_then(|(g, w)| g.find(p.server_id, &p.conf.addr).map(|old| w[old.id]));
+                match kept {
+                    Some(w) => Weights {
+                        current: w.current,
+                        effective: w.effective.min(full),
+                    },
+                    None => Weights {
+                        current: 0,
+                        effective: full,
+                    },
+                }
             })
             .collect();
 
@@ -259,7 +492,16 @@ impl Group {
                 weights,
                 rng: fastrand::Rng::new(),
             }),
+            epoch,
+            epoch_wall,
         }
+    }
+
+    /// The server with API id `id` at `addr`, if this group has it.
+    fn find(&self, id: u64, addr: &SocketAddr) -> Option<&Arc<Peer>> {
+        self.peers
+            .iter()
+            .find(|p| p.server_id == id && p.conf.addr == *addr)
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -306,7 +548,7 @@ impl Group {
         let stamp = peer.stamp(now);
         let mut st = self.lock();
         if self.single {
-            peer.health.fails.store(0, Ordering::Relaxed);
+            peer.health().fails.store(0, Ordering::Relaxed);
             return;
         }
         let penalty = peer.record_failure(stamp);
@@ -321,7 +563,7 @@ impl Group {
         let stamp = peer.stamp(now);
         let _st = self.lock();
         if self.single {
-            peer.health.fails.store(0, Ordering::Relaxed);
+            peer.health().fails.store(0, Ordering::Relaxed);
             return;
         }
         peer.record_success(stamp);

@@ -45,6 +45,12 @@ pub struct PeerStats {
     received: AtomicU64,
     pub(super) fails: AtomicU64,
     unavail: AtomicU64,
+    /// Sums and counts for the averages NGINX Plus shows as `header_time` and
+    /// `response_time`, in microseconds.
+    header_us: AtomicU64,
+    header_n: AtomicU64,
+    response_us: AtomicU64,
+    response_n: AtomicU64,
 }
 
 impl PeerStats {
@@ -83,6 +89,46 @@ impl PeerStats {
         self.unavail.load(Relaxed)
     }
 
+    /// The API's DELETE of the group: counters back to zero.
+    pub fn reset(&self) {
+        for c in [
+            &self.requests,
+            &self.sent,
+            &self.received,
+            &self.fails,
+            &self.unavail,
+            &self.header_us,
+            &self.header_n,
+            &self.response_us,
+            &self.response_n,
+        ] {
+            c.store(0, Relaxed);
+        }
+        for r in &self.responses {
+            r.store(0, Relaxed);
+        }
+    }
+
+    /// Average time to the response header, in milliseconds (NGINX Plus `header_time`).
+    pub fn header_time_ms(&self) -> Option<u64> {
+        average_ms(&self.header_us, &self.header_n)
+    }
+
+    /// Average time to the end of the response, in milliseconds (`response_time`).
+    pub fn response_time_ms(&self) -> Option<u64> {
+        average_ms(&self.response_us, &self.response_n)
+    }
+
+    pub fn record_header_time(&self, d: Duration) {
+        self.header_us.fetch_add(micros(d), Relaxed);
+        self.header_n.fetch_add(1, Relaxed);
+    }
+
+    pub fn record_response_time(&self, d: Duration) {
+        self.response_us.fetch_add(micros(d), Relaxed);
+        self.response_n.fetch_add(1, Relaxed);
+    }
+
     /// Count a response status from this server; statuses outside 100..=599 are ignored.
     pub fn record_response(&self, status: u16) {
         if let 100..=599 = status {
@@ -99,6 +145,15 @@ impl PeerStats {
     }
 }
 
+fn micros(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+fn average_ms(sum_us: &AtomicU64, n: &AtomicU64) -> Option<u64> {
+    let n = n.load(Relaxed);
+    (n > 0).then(|| sum_us.load(Relaxed) / n / 1000)
+}
+
 #[derive(Debug, Default)]
 pub(super) struct Health {
     /// nginx's `fails`: failures since the last successful check.
@@ -109,6 +164,29 @@ pub(super) struct Health {
     checked: AtomicU64,
     /// When the server came back from being unavailable; 0 when not ramping up.
     slow_start_from: AtomicU64,
+    /// When the current period of unavailability began; 0 while available.
+    down_from: AtomicU64,
+    /// Nanoseconds spent unavailable in periods that have ended.
+    downtime: AtomicU64,
+    /// When the server was last picked; 0 never.
+    selected: AtomicU64,
+}
+
+/// The part of a server that outlives a rebuild of its group (an API change, a reload):
+/// the attempts in flight, passive health and the counters. A rebuilt group hands the same
+/// `Live` to the server with the same id, so nothing an operator watches resets, and a
+/// guard taken before the rebuild still releases the right connection count.
+#[derive(Debug, Default)]
+pub struct Live {
+    active: AtomicU32,
+    pub(super) health: Health,
+    stats: PeerStats,
+}
+
+impl Live {
+    pub fn active(&self) -> u32 {
+        self.active.load(Relaxed)
+    }
 }
 
 #[derive(Debug)]
@@ -122,11 +200,12 @@ pub struct Peer {
     slow_start: u64,
     /// A single-server group never marks its server failed (nginx `peers->single`).
     single: bool,
+    /// The API's id: stable across rebuilds, unlike `id`, which is the position in the
+    /// group (primaries first) that balancing indexes by.
+    pub server_id: u64,
     down: AtomicBool,
     drain: AtomicBool,
-    active: AtomicU32,
-    pub(super) health: Health,
-    stats: PeerStats,
+    live: Arc<Live>,
     epoch: Instant,
 }
 
@@ -144,18 +223,24 @@ fn since(stamp: u64, now: u64) -> u64 {
 }
 
 impl Peer {
-    pub(super) fn new(id: usize, conf: ServerConf, single: bool, epoch: Instant) -> Peer {
+    pub(super) fn new(
+        id: usize,
+        server_id: u64,
+        conf: ServerConf,
+        single: bool,
+        epoch: Instant,
+        live: Arc<Live>,
+    ) -> Peer {
         Peer {
             id,
+            server_id,
             weight: conf.weight.max(1),
             fail_timeout: nanos(conf.fail_timeout),
             slow_start: if single { 0 } else { nanos(conf.slow_start) },
             single,
             down: AtomicBool::new(conf.down),
             drain: AtomicBool::new(conf.drain),
-            active: AtomicU32::new(0),
-            health: Health::default(),
-            stats: PeerStats::default(),
+            live,
             epoch,
             conf,
         }
@@ -163,34 +248,42 @@ impl Peer {
 
     /// Attempts in progress (nginx's `conns`).
     pub fn active(&self) -> u32 {
-        self.active.load(Relaxed)
+        self.live.active.load(Relaxed)
+    }
+
+    pub(super) fn health(&self) -> &Health {
+        &self.live.health
+    }
+
+    pub(super) fn live(&self) -> &Arc<Live> {
+        &self.live
     }
 
     /// Failures counted towards `max_fails` right now.
     pub fn fails(&self) -> u32 {
-        self.health.fails.load(Relaxed)
+        self.live.health.fails.load(Relaxed)
     }
 
     pub fn stats(&self) -> &PeerStats {
-        &self.stats
+        &self.live.stats
     }
 
     /// A request went out to this server. Counted by the proxy when it sends, not at
     /// selection, so attempts that never connected are not requests.
     pub fn count_request(&self) {
-        self.stats.requests.fetch_add(1, Relaxed);
+        self.live.stats.requests.fetch_add(1, Relaxed);
     }
 
     pub fn count_response(&self, status: u16) {
-        self.stats.record_response(status);
+        self.live.stats.record_response(status);
     }
 
     pub fn add_sent(&self, bytes: u64) {
-        self.stats.add_sent(bytes);
+        self.live.stats.add_sent(bytes);
     }
 
     pub fn add_received(&self, bytes: u64) {
-        self.stats.add_received(bytes);
+        self.live.stats.add_received(bytes);
     }
 
     pub fn is_down(&self) -> bool {
@@ -240,8 +333,49 @@ impl Peer {
         let max_fails = self.conf.max_fails;
         !self.single
             && max_fails > 0
-            && self.health.fails.load(Relaxed) >= max_fails
-            && since(self.health.checked.load(Relaxed), now) <= self.fail_timeout
+            && self.live.health.fails.load(Relaxed) >= max_fails
+            && since(self.live.health.checked.load(Relaxed), now) <= self.fail_timeout
+    }
+
+    /// Ends the current period of unavailability if it is over by `now`: it ended when
+    /// its `fail_timeout` ran out, or earlier when a probe succeeded.
+    fn close_downtime(&self, now: u64) {
+        let h = &self.live.health;
+        let from = h.down_from.load(Relaxed);
+        if from == 0 || self.failing(now) {
+            return;
+        }
+        let end = now.min(h.checked.load(Relaxed).saturating_add(self.fail_timeout));
+        if h.down_from.swap(0, Relaxed) == from {
+            h.downtime.fetch_add(end.saturating_sub(from), Relaxed);
+        }
+    }
+
+    /// Total time spent unavailable, the current period included (NGINX Plus `downtime`).
+    pub fn downtime(&self, now: Instant) -> Duration {
+        let now = self.stamp(now);
+        self.close_downtime(now);
+        let h = &self.live.health;
+        let open = match h.down_from.load(Relaxed) {
+            0 => 0,
+            from => now.saturating_sub(from),
+        };
+        Duration::from_nanos(h.downtime.load(Relaxed).saturating_add(open))
+    }
+
+    /// When the current period of unavailability began, if the server is in one.
+    pub fn downstart(&self, now: Instant) -> Option<Instant> {
+        self.close_downtime(self.stamp(now));
+        self.at(self.live.health.down_from.load(Relaxed))
+    }
+
+    /// When the server was last picked for an attempt.
+    pub fn selected(&self) -> Option<Instant> {
+        self.at(self.live.health.selected.load(Relaxed))
+    }
+
+    fn at(&self, stamp: u64) -> Option<Instant> {
+        (stamp != 0).then(|| self.epoch + Duration::from_nanos(stamp - 1))
     }
 
     pub(super) fn is_full(&self) -> bool {
@@ -252,20 +386,22 @@ impl Peer {
     /// lets exactly one request probe a server whose window has expired: the probe restarts
     /// the window, and only its success clears `fails`.
     pub(super) fn touch(&self, now: u64) {
-        let checked = &self.health.checked;
+        self.live.health.selected.store(now, Relaxed);
+        let checked = &self.live.health.checked;
         if since(checked.load(Relaxed), now) > self.fail_timeout {
             checked.store(now, Relaxed);
         }
     }
 
     pub(super) fn acquire(&self) {
-        self.active.fetch_add(1, Relaxed);
+        self.live.active.fetch_add(1, Relaxed);
     }
 
     /// The failure half of nginx's `free`. Returns how many whole weight units the effective
     /// weight loses (`weight / max_fails`).
     pub(super) fn record_failure(&self, now: u64) -> i64 {
-        let h = &self.health;
+        self.close_downtime(now);
+        let h = &self.live.health;
         let before = h.fails.fetch_add(1, Relaxed);
         // A failure right after a new window began (accessed < checked) is a failed probe,
         // which starts a new period of unavailability even though `fails` was already high.
@@ -277,15 +413,18 @@ impl Peer {
             return 0;
         }
         if before + 1 >= max_fails && (before < max_fails || probe) {
-            self.stats.unavail.fetch_add(1, Relaxed);
+            self.live.stats.unavail.fetch_add(1, Relaxed);
             h.slow_start_from.store(0, Relaxed);
+            if h.down_from.load(Relaxed) == 0 {
+                h.down_from.store(now, Relaxed);
+            }
         }
         i64::from(self.weight / max_fails)
     }
 
     /// The success half of nginx's `free`: "mark peer live if check passed".
     pub(super) fn record_success(&self, now: u64) {
-        let h = &self.health;
+        let h = &self.live.health;
         if h.accessed.load(Relaxed) < h.checked.load(Relaxed) {
             let fails = h.fails.swap(0, Relaxed);
             let max_fails = self.conf.max_fails;
@@ -305,7 +444,7 @@ impl Peer {
         if self.slow_start == 0 {
             return full;
         }
-        let from = self.health.slow_start_from.load(Relaxed);
+        let from = self.live.health.slow_start_from.load(Relaxed);
         let elapsed = since(from, now);
         if elapsed >= self.slow_start {
             return full;
@@ -380,6 +519,6 @@ impl Drop for PeerGuard {
         if self.reported.first() {
             self.group.on_success(self.peer.id, Instant::now());
         }
-        self.peer.active.fetch_sub(1, Relaxed);
+        self.peer.live.active.fetch_sub(1, Relaxed);
     }
 }

@@ -162,7 +162,7 @@ fn consistent_hash_matches_ketama_of_nginx() {
     // Computed independently from nginx's formula: crc32(HOST \0 PORT PREV_HASH_LE) points,
     // key → first point >= crc32(key).
     let up = group(hash_method(true), (0..4).map(named).collect());
-    assert_eq!(up.group.ring[0].hash, 6_732_931);
+    assert_eq!(up.group.load().ring[0].hash, 6_732_931);
     let owners: Vec<usize> = (0..12)
         .map(|i| ring_owner(&up, &format!("/obj/{i}")))
         .collect();
@@ -175,9 +175,14 @@ fn consistent_hash_ring_has_160_points_per_weight() {
     let mut heavy = named(2);
     heavy.weight = 2;
     let up3 = group(hash_method(true), vec![named(0), named(1), heavy]);
-    assert!(up.group.ring.len() <= 320 && up.group.ring.len() > 310);
-    assert!(up3.group.ring.len() <= 640 && up3.group.ring.len() > 630);
-    assert!(up3.group.ring.windows(2).all(|w| w[0].hash < w[1].hash));
+    assert!(up.group.load().ring.len() <= 320 && up.group.load().ring.len() > 310);
+    assert!(up3.group.load().ring.len() <= 640 && up3.group.load().ring.len() > 630);
+    assert!(up3
+        .group
+        .load()
+        .ring
+        .windows(2)
+        .all(|w| w[0].hash < w[1].hash));
 }
 
 #[test]

@@ -41,7 +41,7 @@ use upstream::Upstream;
 
 /// Snapshot format version, the first byte of every snapshot: a node must refuse a
 /// snapshot it would misread rather than guess.
-pub const SNAPSHOT_FORMAT: u8 = 1;
+pub const SNAPSHOT_FORMAT: u8 = 2;
 
 /// A zone's size and fill, for `/slabs/`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -356,6 +356,12 @@ impl State {
     /// An upstream's servers sorted by id, with effective parameters.
     pub fn upstream_servers(&self, upstream: &UpstreamRef) -> Option<Vec<ServerView>> {
         self.upstreams.get(upstream).map(Upstream::views)
+    }
+
+    /// Moves whenever the upstream's effective server list changes; `None` for an
+    /// upstream the log has not configured.
+    pub fn upstream_revision(&self, upstream: &UpstreamRef) -> Option<u64> {
+        self.upstreams.get(upstream).map(Upstream::revision)
     }
 
     pub fn upstream_server(&self, upstream: &UpstreamRef, id: u64) -> Option<ServerView> {

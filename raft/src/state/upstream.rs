@@ -133,6 +133,9 @@ pub(crate) struct Upstream {
     servers: BTreeMap<u64, Server>,
     /// Configured addresses deleted through the API, with how many lines each suppresses.
     tombstones: BTreeMap<String, u32>,
+    /// Counts the changes to the effective server list: the data path rebuilds its group
+    /// when this moves, and compares nothing else on its hot path.
+    revision: u64,
 }
 
 /// Queue of ids per address, in id order: how lines are matched to servers.
@@ -155,7 +158,12 @@ impl Upstream {
             next_id: 0,
             servers: BTreeMap::new(),
             tombstones: BTreeMap::new(),
+            revision: 0,
         }
+    }
+
+    pub(crate) fn revision(&self) -> u64 {
+        self.revision
     }
 
     fn fresh_id(&mut self) -> u64 {
@@ -169,6 +177,7 @@ impl Upstream {
             .into_iter()
             .map(|s| validate::spec(self.kind, s))
             .collect::<Result<Vec<_>, _>>()?;
+        let before = self.views();
         let mut slots: Vec<Option<u64>> = vec![None; specs.len()];
 
         let mut config = ids_by(
@@ -228,7 +237,11 @@ impl Upstream {
             }
         }
         self.backup_allowed |= self.servers.values().any(|s| s.base.backup);
-        Ok(Applied::Servers(self.views()))
+        let after = self.views();
+        if after != before {
+            self.revision += 1;
+        }
+        Ok(Applied::Servers(after))
     }
 
     fn check_unique(&self, addr: &str, except: Option<u64>) -> Result<(), Rejected> {
@@ -262,6 +275,7 @@ impl Upstream {
         };
         let view = s.view(id);
         self.servers.insert(id, s);
+        self.revision += 1;
         Ok(Applied::Server(view))
     }
 
@@ -327,7 +341,9 @@ impl Upstream {
         o.route = route.or(o.route.take());
         o.down = c.down.or(o.down);
         o.drain = c.drain.or(o.drain);
-        Ok(Applied::Server(srv.view(id)))
+        let view = srv.view(id);
+        self.revision += 1;
+        Ok(Applied::Server(view))
     }
 
     pub(crate) fn remove(&mut self, id: u64) -> Result<Applied, Rejected> {
@@ -337,6 +353,7 @@ impl Upstream {
         if s.origin == Origin::Config {
             *self.tombstones.entry(s.base.server).or_insert(0) += 1;
         }
+        self.revision += 1;
         Ok(Applied::Servers(self.views()))
     }
 

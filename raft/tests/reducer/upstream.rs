@@ -558,3 +558,42 @@ fn invalid_configuration_is_rejected_whole() {
     );
     assert_eq!(log.state.upstream_servers(&other), None, "not created");
 }
+
+/// The data path rebuilds a group only when the revision moves, so it must move with
+/// every change to the effective list and stay put for a reload that changes nothing.
+#[test]
+fn the_revision_moves_exactly_when_the_server_list_changes() {
+    let mut log = Log::new();
+    let rev = |log: &Log| log.state.upstream_revision(&up());
+    assert_eq!(rev(&log), None);
+    log.ok(configure(up(), specs(&[A, B])));
+    let first = rev(&log).expect("configured");
+    log.ok(configure(up(), specs(&[A, B])));
+    assert_eq!(rev(&log), Some(first), "an identical reload");
+    let mut last = first;
+    let mut moved = |log: &Log, what: &str| {
+        let now = rev(log).expect("configured");
+        assert!(now > last, "{what}: {now} after {last}");
+        last = now;
+    };
+    log.ok(configure(up(), specs(&[A, B, C])));
+    moved(&log, "a config line added");
+    log.ok(add(up(), ServerSpec::new(D)));
+    moved(&log, "a POST");
+    log.ok(patch(
+        0,
+        ServerChanges {
+            drain: Some(true),
+            ..Default::default()
+        },
+    ));
+    moved(&log, "a drain");
+    log.ok(Command::ServerRemove {
+        upstream: up(),
+        id: 1,
+    });
+    moved(&log, "a DELETE");
+    let before = rev(&log);
+    assert!(log.run(patch(99, ServerChanges::default())).is_err());
+    assert_eq!(rev(&log), before, "a rejected PATCH");
+}
