@@ -21,6 +21,8 @@ pub struct Options {
     pub snapshot_entries: Option<u64>,
     /// Directives inside `http {}` before the API server (e.g. `keyval_zone`).
     pub http: String,
+    /// Directives inside the API server after `location /api` (e.g. a proxied location).
+    pub server: String,
 }
 
 impl Default for Options {
@@ -29,6 +31,7 @@ impl Default for Options {
             nodes: 3,
             snapshot_entries: None,
             http: "keyval_zone zone=one:1m;\n".to_string(),
+            server: String::new(),
         }
     }
 }
@@ -116,10 +119,11 @@ impl Cluster {
             .map(|n| format!("    snapshot_entries {n};\n"))
             .unwrap_or_default();
         let text = format!(
-            "pid {d}/raftgate.pid;\nerror_log {d}/error.log info;\ncluster {{\n    node_id {id};\n    listen {raft};\n{peers}    data_dir {d}/data;\n{snapshot}}}\nevents {{}}\nhttp {{\n{extra}    server {{\n        listen {http};\n        location /api {{ api write=on; }}\n    }}\n}}\n",
+            "pid {d}/raftgate.pid;\nerror_log {d}/error.log info;\ncluster {{\n    node_id {id};\n    listen {raft};\n{peers}    data_dir {d}/data;\n{snapshot}}}\nevents {{}}\nhttp {{\n{extra}    server {{\n        listen {http};\n        location /api {{ api write=on; }}\n{server}    }}\n}}\n",
             d = dir.display(),
             peers = self.peers,
             extra = self.options.http,
+            server = self.options.server,
         );
         std::fs::write(&conf, text).expect("member config");
         self.members.push(Member {

@@ -9,9 +9,10 @@
 //! - The read-only fields (`id`, `parent`, `host`) may be sent back as read (clients send
 //!   the whole object); POST ignores them, PATCH refuses an `id` other than the server's.
 //!   `backup` and `service` are POST-only: a PATCH must repeat their value or leave them out.
-//! - A domain name as `server`, or any `service`, answers 400 `UpstreamConfNoResolver`:
-//!   raftgate has no `resolver` (nginx's answer without one). Addresses take nginx's
-//!   default port 80.
+//! - A domain name as `server`, or any `service`, answers 400 `UpstreamConfNoResolver`
+//!   to a POST: raftgate has no `resolver` (nginx's answer without one). A PATCH, for
+//!   which v2 documents no such code, answers `UpstreamBadAddress`. Addresses take
+//!   nginx's default port 80.
 //! - Times (`fail_timeout`, `slow_start`) are nginx time strings (`"10s"`, `"1m30s"`,
 //!   `"500ms"`) and are shown in seconds (`"10s"`), or milliseconds when not whole.
 //! - `drain` and `route` are HTTP-only; `/stream/` has no upstreams in raftgate yet.
@@ -240,7 +241,7 @@ impl Fields {
                 return Err(format_error(format!("nested object or list in \"{k}\"")));
             }
             match k.as_str() {
-                "server" => f.server = Some(address(string(k, v)?)?),
+                "server" => f.server = Some(string(k, v)?.to_string()),
                 "service" => {
                     let svc = string(k, v)?;
                     if svc.is_empty() {
@@ -274,6 +275,7 @@ impl Fields {
         let server = self
             .server
             .ok_or_else(|| format_error("missing \"server\" argument"))?;
+        let server = address(&server)?;
         if let Some(svc) = &self.service {
             return Err(ApiError::no_resolver(svc));
         }
@@ -291,8 +293,15 @@ impl Fields {
     }
 
     fn changes(self) -> Result<ServerChanges, ApiError> {
+        // nginx documents no resolver error for PATCH: a name is an invalid argument there.
+        let server = match self.server {
+            Some(s) => Some(address(&s).map_err(|_| {
+                ApiError::from(raftgate_raft::Rejected::UpstreamBadAddress { server: s.clone() })
+            })?),
+            None => None,
+        };
         Ok(ServerChanges {
-            server: self.server,
+            server,
             weight: self.weight,
             max_conns: self.max_conns,
             max_fails: self.max_fails,
