@@ -3,75 +3,17 @@
 //! specification through every node; and a drain set through one node seen as `draining`
 //! through another, in its API, its dashboard and its data path.
 
+#[path = "support/api_fixture.rs"]
+mod fixture;
 #[path = "spec/validate.rs"]
 mod validate;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
 
-use raftgate_cluster_tests::{eventually, Cluster, Options};
+use fixture::{backend, start, BIN, READY};
+use raftgate_cluster_tests::{eventually, Cluster};
 use serde_json::Value;
 use validate::Spec;
-
-const BIN: &str = env!("CARGO_BIN_EXE_raftgate");
-const READY: Duration = Duration::from_secs(30);
-
-/// A backend that answers every request with its name, on its own thread.
-fn backend(name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => got.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-                let _ = s.write_all(reply.as_bytes());
-            });
-        }
-    });
-    addr
-}
-
-fn start() -> (Cluster, SocketAddr, SocketAddr) {
-    let (b1, b2) = (backend("one"), backend("two"));
-    let c = Cluster::start(
-        BIN,
-        Options {
-            http: format!(
-                "keyval_zone zone=one:1m;\n\
-                 upstream backend {{ zone backend 64k; server {b1}; server {b2}; }}\n\
-                 upstream plain {{ server {b1}; }}\n"
-            ),
-            server: "        status_zone front;\n\
-                     location / { proxy_pass http://backend; }\n\
-                     location /plain { proxy_pass http://plain; }\n\
-                     location /ro/api { api; }\n\
-                     location = /dashboard.html { root /nonexistent/raftgate; }\n"
-                .into(),
-            ..Options::default()
-        },
-    );
-    for i in 0..3 {
-        assert!(
-            c.wait_serving(i, "/api/2/http/upstreams/backend/servers/", READY),
-            "node {} never served the upstream",
-            i + 1
-        );
-    }
-    (c, b1, b2)
-}
 
 fn json(body: &str) -> Value {
     serde_json::from_str(body).unwrap_or_else(|e| panic!("not JSON ({e}): {body}"))
@@ -605,7 +547,7 @@ fn peer_states(c: &Cluster, i: usize) -> Vec<String> {
 
 #[test]
 fn a_drain_through_node_2_drains_on_node_3_in_api_dashboard_and_data_path() {
-    let (c, _, _) = start();
+    let (mut c, _, _) = start();
     // Node 3's data path balances over both servers first.
     let mut seen = std::collections::BTreeSet::new();
     for _ in 0..6 {
@@ -657,6 +599,17 @@ fn a_drain_through_node_2_drains_on_node_3_in_api_dashboard_and_data_path() {
         "{}",
         &page[..page.len().min(200)]
     );
+
+    // kill -9 and restart node 3: the drain is in its log, so its data path still avoids
+    // server 0 from its first request.
+    c.kill9(2);
+    c.spawn(2);
+    assert!(c.wait_serving(2, "/api/2/http/upstreams/backend/servers/", READY));
+    assert_eq!(peer_states(&c, 2), ["draining", "up"]);
+    for _ in 0..4 {
+        let (status, body) = c.call(2, "GET", "/", "").expect("proxied");
+        assert_eq!((status, body.as_str()), (200, "two"), "after restart");
+    }
 
     // Undrain through node 1: node 2 balances over both again.
     let (status, _) = c
