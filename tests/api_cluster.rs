@@ -532,6 +532,57 @@ fn every_endpoint_and_error_conforms_to_the_spec_through_every_node() {
     );
 }
 
+/// With a `stream {}` block, the stream endpoints answer (empty server zones and
+/// upstreams, the stream keyval zones) in the spec's shapes, and their errors are the
+/// documented ones.
+#[test]
+#[rustfmt::skip]
+fn stream_endpoints_conform_with_a_stream_block() {
+    let c = Cluster::start(BIN, raftgate_cluster_tests::Options {
+        nodes: 1,
+        main: "stream {\n    keyval_zone zone=s:1m;\n}\n".into(),
+        ..raftgate_cluster_tests::Options::default()
+    });
+    assert!(c.wait_serving(0, "/api/2/stream/keyvals/s", READY));
+    let spec = Spec::load();
+    let kv = "/stream/keyvals/{streamKeyvalZoneName}";
+    let up = "/stream/upstreams/{streamUpstreamName}/";
+    let servers = "/stream/upstreams/{streamUpstreamName}/servers/";
+    let server = "/stream/upstreams/{streamUpstreamName}/servers/{streamUpstreamServerId}";
+    let zone = "/stream/server_zones/{streamServerZoneName}";
+    let cases = [
+        case("GET", "/stream/", "/stream/", "", 200),
+        case("GET", "/stream/server_zones/", "/stream/server_zones/", "", 200),
+        case("GET", "/stream/upstreams/", "/stream/upstreams/", "", 200),
+        case("GET", "/stream/keyvals/", "/stream/keyvals/", "", 200),
+        case("POST", "/stream/keyvals/s", kv, r#"{"10.0.0.1":"1"}"#, 201),
+        case("GET", "/stream/keyvals/s", kv, "", 200),
+        case("PATCH", "/stream/keyvals/s", kv, r#"{"10.0.0.1":null}"#, 204),
+        case("DELETE", "/stream/keyvals/s", kv, "", 204),
+        case("GET", "/stream/keyvals/nope", kv, "", 404),
+        case("POST", "/stream/keyvals/s", kv, "{", 415),
+        case("GET", "/stream/server_zones/nope", zone, "", 404),
+        case("DELETE", "/stream/server_zones/nope", zone, "", 404),
+        case("GET", "/stream/upstreams/nope/", up, "", 404),
+        case("DELETE", "/stream/upstreams/nope/", up, "", 404),
+        case("GET", "/stream/upstreams/nope/servers/", servers, "", 404),
+        case("POST", "/stream/upstreams/nope/servers/", servers, r#"{"server":"127.0.0.1:5"}"#, 404),
+        case("GET", "/stream/upstreams/nope/servers/0", server, "", 404),
+        case("PATCH", "/stream/upstreams/nope/servers/0", server, r#"{"down":true}"#, 404),
+        case("DELETE", "/stream/upstreams/nope/servers/0", server, "", 404),
+    ];
+    let mut problems = Vec::new();
+    for k in cases {
+        let (status, body) = c.call(0, k.method, &format!("/api/2{}", k.path), k.body).expect("call");
+        if status != k.status {
+            problems.push(format!("{} {}: {status}, expected {}: {body}", k.method, k.path, k.status));
+            continue;
+        }
+        problems.extend(spec.check(k.template, k.method, status, &body, false));
+    }
+    assert!(problems.is_empty(), "{}", problems.join("\n"));
+}
+
 fn peer_states(c: &Cluster, i: usize) -> Vec<String> {
     let (status, body) = c
         .call(i, "GET", "/api/2/http/upstreams/backend", "")
@@ -706,6 +757,20 @@ fn the_api_dashboard_seed_config_behaves_as_its_comments_say() {
             (200, "one".to_string())
         );
     }
+    // A reload keeps the drain (replicated state) and the zone's counters.
+    #[allow(unsafe_code)]
+    // SAFETY: kill(2) on our own child with a valid signal.
+    let rc = unsafe { libc::kill(_proc.0.id() as i32, libc::SIGHUP) };
+    assert_eq!(rc, 0);
+    assert!(eventually(READY, || call("GET", "/api/2/nginx", "")
+        .map(|(_, b)| b.contains("\"generation\":1"))
+        .unwrap_or(false)));
+    for _ in 0..4 {
+        assert_eq!(
+            call("GET", "/", "").expect("proxied"),
+            (200, "one".to_string())
+        );
+    }
     let (_, zones) = call("GET", "/api/2/http/server_zones/frontend", "").expect("zone");
-    assert!(json(&zones)["requests"].as_u64() >= Some(5), "{zones}");
+    assert!(json(&zones)["requests"].as_u64() >= Some(10), "{zones}");
 }

@@ -23,6 +23,8 @@ pub struct Options {
     pub http: String,
     /// Directives inside the API server after `location /api` (e.g. a proxied location).
     pub server: String,
+    /// Blocks in the main context after `http {}` (e.g. `stream {}`).
+    pub main: String,
 }
 
 impl Default for Options {
@@ -32,6 +34,7 @@ impl Default for Options {
             snapshot_entries: None,
             http: "keyval_zone zone=one:1m;\n".to_string(),
             server: String::new(),
+            main: String::new(),
         }
     }
 }
@@ -119,11 +122,12 @@ impl Cluster {
             .map(|n| format!("    snapshot_entries {n};\n"))
             .unwrap_or_default();
         let text = format!(
-            "pid {d}/raftgate.pid;\nerror_log {d}/error.log info;\ncluster {{\n    node_id {id};\n    listen {raft};\n{peers}    data_dir {d}/data;\n{snapshot}}}\nevents {{}}\nhttp {{\n{extra}    server {{\n        listen {http};\n        location /api {{ api write=on; }}\n{server}    }}\n}}\n",
+            "pid {d}/raftgate.pid;\nerror_log {d}/error.log info;\ncluster {{\n    node_id {id};\n    listen {raft};\n{peers}    data_dir {d}/data;\n{snapshot}}}\nevents {{}}\nhttp {{\n{extra}    server {{\n        listen {http};\n        location /api {{ api write=on; }}\n{server}    }}\n}}\n{main}",
             d = dir.display(),
             peers = self.peers,
             extra = self.options.http,
             server = self.options.server,
+            main = self.options.main,
         );
         std::fs::write(&conf, text).expect("member config");
         self.members.push(Member {
