@@ -146,29 +146,16 @@ async fn every_row_of_the_nginx_keyval_table_on_a_real_node() {
     let zone = "/2/http/keyvals/one";
 
     assert_eq!(c.get("/", None).await, (200, json!([2])));
-    assert_eq!(
-        c.get("/2/", None).await,
-        (
-            200,
-            json!([
-                "nginx",
-                "processes",
-                "connections",
-                "ssl",
-                "slabs",
-                "http",
-                "stream",
-                "cluster"
-            ])
-        )
-    );
-    assert_eq!(
-        c.get("/2/http", None).await,
-        (
-            200,
-            json!(["requests", "server_zones", "caches", "upstreams", "keyvals"])
-        )
-    );
+    // The listings themselves are the unit tests' (src/api/tests.rs); here: served.
+    for path in ["/2/", "/2/http"] {
+        let (status, list) = c.get(path, None).await;
+        assert_eq!(status, 200, "{path}");
+        assert!(
+            list.as_array()
+                .is_some_and(|l| l.contains(&json!("keyvals")) || l.contains(&json!("http"))),
+            "{path}: {list}"
+        );
+    }
 
     // POST several pairs into an empty zone, then read them back every way.
     let r = c

@@ -97,17 +97,9 @@ pub(crate) async fn post<B: Backend>(
     u: &Ref,
     body: &Bytes,
 ) -> Result<ApiResponse, ApiError> {
-    let fields = Fields::parse(body)?;
-    let spec = fields.spec()?;
-    let applied = propose(
-        b,
-        Command::ServerAdd {
-            upstream: u.clone(),
-            spec,
-        },
-    )
-    .await?;
-    answer(u.kind, 201, applied)
+    let spec = Fields::parse(body)?.spec()?;
+    let upstream = u.clone();
+    write(b, u.kind, 201, Command::ServerAdd { upstream, spec }).await
 }
 
 pub(crate) async fn patch<B: Backend>(
@@ -117,28 +109,35 @@ pub(crate) async fn patch<B: Backend>(
     body: &Bytes,
 ) -> Result<ApiResponse, ApiError> {
     let changes = Fields::parse(body)?.changes()?;
-    let applied = propose(
+    let upstream = u.clone();
+    write(
         b,
+        u.kind,
+        200,
         Command::ServerPatch {
-            upstream: u.clone(),
+            upstream,
             id,
             changes,
         },
     )
-    .await?;
-    answer(u.kind, 200, applied)
+    .await
 }
 
 pub(crate) async fn delete<B: Backend>(b: &B, u: &Ref, id: u64) -> Result<ApiResponse, ApiError> {
-    let applied = propose(
-        b,
-        Command::ServerRemove {
-            upstream: u.clone(),
-            id,
-        },
-    )
-    .await?;
-    answer(u.kind, 200, applied)
+    let upstream = u.clone();
+    write(b, u.kind, 200, Command::ServerRemove { upstream, id }).await
+}
+
+/// Commits a server command; v2 answers with what it made: the server (POST, PATCH) or
+/// the servers left (DELETE).
+async fn write<B: Backend>(
+    b: &B,
+    kind: Kind,
+    status: u16,
+    command: Command,
+) -> Result<ApiResponse, ApiError> {
+    let applied = propose(b, command).await?;
+    answer(kind, status, applied)
 }
 
 fn answer(kind: Kind, status: u16, applied: Applied) -> Result<ApiResponse, ApiError> {

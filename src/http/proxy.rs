@@ -268,7 +268,7 @@ pub async fn forward(
     };
 
     let Routed { group, pool, host } = group;
-    if let Some(node) = node {
+    if let (true, Some(node)) = (group.is_dynamic(), node) {
         group.follow(node.reader.load().state());
     }
     let version = conf.proxy.http_version.unwrap_or(Version::HTTP_10);
