@@ -518,6 +518,26 @@ fn every_endpoint_and_error_conforms_to_the_spec_through_every_node() {
         problems.len(),
         problems.join("\n")
     );
+    // `allow`/`deny` guard the API like any location: no JSON, no change.
+    for (m, p, b) in [
+        ("GET", "/denied/api/2/nginx", ""),
+        (
+            "PATCH",
+            "/denied/api/2/http/upstreams/backend/servers/0",
+            r#"{"down":true}"#,
+        ),
+    ] {
+        let (status, _) = c.call(0, m, p, b).expect("denied");
+        assert_eq!(status, 403, "{m} {p}");
+    }
+    let (_, server) = c
+        .call(0, "GET", "/api/2/http/upstreams/backend/servers/0", "")
+        .expect("get");
+    assert_eq!(
+        json(&server)["down"],
+        false,
+        "a denied PATCH changed nothing"
+    );
     // Every http and general operation of the spec was exercised (the stream ones answer
     // StreamNotConfigured without a stream block; the unit tests cover them with one).
     let missing: Vec<_> = spec

@@ -52,6 +52,7 @@ pub fn start() -> (Cluster, SocketAddr, SocketAddr) {
                      location / { proxy_pass http://backend; }\n\
                      location /plain { proxy_pass http://plain; }\n\
                      location /ro/api { api; }\n\
+                     location /denied/api { api write=on; allow 10.0.0.0/8; deny all; }\n\
                      location = /dashboard.html { root /nonexistent/raftgate; }\n"
                 .into(),
             ..Options::default()
