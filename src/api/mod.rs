@@ -225,7 +225,7 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
         Route::Ssl => stats::ssl(&query, delete),
         Route::Requests => stats::requests(local, &query, delete),
         Route::ServerZones(kind) => stats::server_zones(local, kind, &query),
-        Route::ServerZone(kind, name) => stats::server_zone(local, kind, &name, delete),
+        Route::ServerZone(kind, name) => stats::server_zone(local, kind, &name, &query, delete),
         Route::Caches => stats::caches(&query),
         Route::Cache(name) => Err(ApiError::cache_not_found(&name)),
         Route::Slabs => {
@@ -236,7 +236,7 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
             if !delete {
                 read_barrier(b, &query).await?;
             }
-            b.with_state(|s| stats::slab(s, local, &name, delete))
+            b.with_state(|s| stats::slab(s, local, &name, &query, delete))
         }
         Route::Upstreams(kind) => {
             read_barrier(b, &query).await?;

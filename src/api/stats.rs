@@ -208,6 +208,7 @@ pub fn server_zone(
     local: &Local<'_>,
     kind: Kind,
     name: &str,
+    query: &Query,
     delete: bool,
 ) -> Result<ApiResponse, ApiError> {
     let zone = match kind {
@@ -221,7 +222,7 @@ pub fn server_zone(
         z.reset();
         return Ok(ApiResponse::empty(204));
     }
-    encode(&zone_object(z))
+    object(zone_object(z), query)
 }
 
 pub fn caches(query: &Query) -> Result<ApiResponse, ApiError> {
@@ -342,6 +343,7 @@ pub fn slab(
     s: &State,
     local: &Local<'_>,
     name: &str,
+    query: &Query,
     delete: bool,
 ) -> Result<ApiResponse, ApiError> {
     let Some((_, slab)) = slab_zones(s, local).into_iter().find(|(n, _)| n == name) else {
@@ -351,7 +353,7 @@ pub fn slab(
         // `reqs` and `fails` are derived from what the zone holds; nothing to reset.
         return Ok(ApiResponse::empty(204));
     }
-    encode(&slab.value())
+    object(slab.value(), query)
 }
 
 #[cfg(test)]

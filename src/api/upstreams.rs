@@ -129,10 +129,11 @@ pub fn one(
     object(group_object(s, local, group), query)
 }
 
-/// DELETE: every server's counters back to zero (state, health and connections stay).
+/// DELETE: every server's counters and downtime back to zero (state, health and
+/// connections stay).
 pub fn reset(group: &Upstream) -> ApiResponse {
     for p in group.peers() {
-        p.stats().reset();
+        p.reset();
     }
     ApiResponse::empty(204)
 }

@@ -271,6 +271,9 @@ pub async fn forward(
     if let (true, Some(node)) = (group.is_dynamic(), node) {
         group.follow(node.reader.load().state());
     }
+    // Every attempt of this request picks from the same list, so `tried` keeps its
+    // meaning if the list is rebuilt meanwhile.
+    let group = group.pin();
     let version = conf.proxy.http_version.unwrap_or(Version::HTTP_10);
     let mut headers = request_headers(conf, req, host);
     let connect_timeout = conf.proxy.connect_timeout.unwrap_or(DEFAULT_TIMEOUT);
@@ -465,6 +468,8 @@ pub async fn forward(
             if matches!(status, 500 | 502 | 503 | 504 | 429) {
                 guard.failure();
             }
+            guard.peer().count_response(status);
+            guard.peer().stats().record_header_time(started.elapsed());
             record_attempt(req, addr, status, started);
             crate::log_warn!(
                 "upstream \"{}\" answered {status}, trying the next one",

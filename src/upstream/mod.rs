@@ -194,11 +194,14 @@ impl Upstream {
         let Some(revision) = state.upstream_revision(&f.upstream) else {
             return;
         };
-        if f.built.load(Ordering::Acquire) == revision {
+        // Revisions only grow: a caller holding an older applied state than the last
+        // build must not roll the group back to it.
+        let current = |built: u64| built != CONFIGURED && built >= revision;
+        if current(f.built.load(Ordering::Acquire)) {
             return;
         }
         let _one = f.rebuild.lock().unwrap_or_else(|e| e.into_inner());
-        if f.built.load(Ordering::Acquire) == revision {
+        if current(f.built.load(Ordering::Acquire)) {
             return;
         }
         let views = state.upstream_servers(&f.upstream).unwrap_or_default();
@@ -208,22 +211,52 @@ impl Upstream {
 
     /// Takes over the live state (counters, health, connections in flight) of the group
     /// this one replaces at a reload, server by server where id and address agree.
+    ///
+    /// A group that followed the replicated list hands over that list (its ids are the
+    /// log's, not configuration positions), so servers added through the API keep their
+    /// state too; the caller then follows the applied state, which rebuilds with this
+    /// configuration's names. Servers of the old group that the new one lacks and that
+    /// still serve requests become zombies.
     pub fn adopt(&self, old: &Upstream) {
-        let old_group = old.group.load();
-        let current = self.group.load_full();
-        let servers = current
+        let old_group = old.group.load_full();
+        let followed = old
+            .follow
+            .as_ref()
+            .is_some_and(|f| f.built.load(Ordering::Acquire) != CONFIGURED);
+        let source = if followed && self.follow.is_some() {
+            old_group.clone()
+        } else {
+            self.group.load_full()
+        };
+        let servers = source
             .peers
             .iter()
             .map(|p| (p.server_id, p.conf.clone()))
             .collect();
         let group = Group::build(&self.conf.method, servers, Some(&old_group));
+        let mut gone: Vec<Arc<Live>> = old_group
+            .peers
+            .iter()
+            .filter(|p| group.find(p.server_id, &p.conf.addr).is_none() && p.active() > 0)
+            .map(|p| p.live().clone())
+            .collect();
         self.group.store(Arc::new(group));
-        if let (Some(new), Some(old)) = (&self.follow, &old.follow) {
-            let mut z = old.zombies.lock().unwrap_or_else(|e| e.into_inner());
-            new.zombies
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .append(&mut z);
+        if let Some(new) = &self.follow {
+            let mut z = new.zombies.lock().unwrap_or_else(|e| e.into_inner());
+            z.append(&mut gone);
+            if let Some(old) = &old.follow {
+                z.append(&mut old.zombies.lock().unwrap_or_else(|e| e.into_inner()));
+            }
+        }
+    }
+
+    /// The group as it is now, for all the attempts of one request: positions in a
+    /// [`Tried`] set mean the same servers from the first attempt to the last, whatever
+    /// rebuild happens meanwhile.
+    pub fn pin(&self) -> Pinned<'_> {
+        Pinned {
+            upstream: self,
+            group: self.group.load_full(),
         }
     }
 
@@ -293,9 +326,7 @@ impl Upstream {
     /// servers not marked `down`, backups included, at least one). The proxy takes the smaller
     /// of this and `proxy_next_upstream_tries`.
     pub fn tries(&self) -> usize {
-        let g = self.group.load();
-        let live = g.peers.iter().filter(|p| !p.is_down()).count();
-        live.max(1)
+        self.pin().tries()
     }
 
     /// Pick a server for one attempt of a request.
@@ -333,6 +364,31 @@ impl Upstream {
     /// Make `random` reproducible (tests, simulations).
     pub fn reseed(&self, seed: u64) {
         self.group.load().lock().rng.seed(seed);
+    }
+}
+
+/// One request's view of a group (see [`Upstream::pin`]).
+pub struct Pinned<'a> {
+    upstream: &'a Upstream,
+    group: Arc<Group>,
+}
+
+impl Pinned<'_> {
+    pub fn conf(&self) -> &UpstreamConf {
+        &self.upstream.conf
+    }
+
+    /// As [`Upstream::tries`], for this view.
+    pub fn tries(&self) -> usize {
+        let live = self.group.peers.iter().filter(|p| !p.is_down()).count();
+        live.max(1)
+    }
+
+    /// As [`Upstream::select`], on this view.
+    pub fn select(&self, ctx: &SelectCtx<'_>, tried: &mut Tried) -> Result<PeerGuard, NoLivePeers> {
+        self.group
+            .select(ctx, tried, Instant::now())
+            .ok_or(NoLivePeers)
     }
 }
 

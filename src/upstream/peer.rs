@@ -346,7 +346,12 @@ impl Peer {
             return;
         }
         let end = now.min(h.checked.load(Relaxed).saturating_add(self.fail_timeout));
-        if h.down_from.swap(0, Relaxed) == from {
+        // Only the caller that ends this very period counts it; a period begun meanwhile
+        // (by a failure under the group lock) is left alone.
+        if h.down_from
+            .compare_exchange(from, 0, Relaxed, Relaxed)
+            .is_ok()
+        {
             h.downtime.fetch_add(end.saturating_sub(from), Relaxed);
         }
     }
@@ -369,6 +374,13 @@ impl Peer {
         self.at(self.live.health.down_from.load(Relaxed))
     }
 
+    /// The API's DELETE of the group: counters and accumulated downtime back to zero
+    /// (state, health and connections in flight stay).
+    pub fn reset(&self) {
+        self.live.stats.reset();
+        self.live.health.downtime.store(0, Relaxed);
+    }
+
     /// When the server was last picked for an attempt.
     pub fn selected(&self) -> Option<Instant> {
         self.at(self.live.health.selected.load(Relaxed))
@@ -389,6 +401,9 @@ impl Peer {
         self.live.health.selected.store(now, Relaxed);
         let checked = &self.live.health.checked;
         if since(checked.load(Relaxed), now) > self.fail_timeout {
+            // The window that kept the server out is over: its downtime ends with it,
+            // before the probe moves `checked` on.
+            self.close_downtime(now);
             checked.store(now, Relaxed);
         }
     }

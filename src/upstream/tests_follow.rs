@@ -127,3 +127,90 @@ fn an_unchanged_list_keeps_the_round_robin_going() {
     let next = ports(&up, 1, &state);
     assert_eq!([first, next].concat(), [9000, 9001, 9002]);
 }
+
+#[test]
+fn a_reload_keeps_the_state_of_servers_added_through_the_api() {
+    let old = zoned();
+    let mut state = State::new();
+    let mut index = 0;
+    let Some(Entry::Command(configure)) = old.configure_command() else {
+        panic!("configures");
+    };
+    apply(&mut state, &mut index, configure);
+    apply(
+        &mut state,
+        &mut index,
+        Command::ServerAdd {
+            upstream: UpstreamRef::http("backend"),
+            spec: ServerSpec::new("127.0.0.1:9007"),
+        },
+    );
+    old.follow(&state);
+    let added = old.peer(3).expect("the POSTed server");
+    added.count_request();
+    let held = old.select_bound(added.id, &mut Tried::new(), Instant::now());
+    assert!(held.is_some());
+
+    // The reload: a new group from the same configuration takes over, then follows.
+    let new = zoned();
+    new.adopt(&old);
+    new.follow(&state);
+    let same = new.peer(3).expect("still there");
+    assert_eq!(same.stats().requests(), 1, "counters kept");
+    assert_eq!(same.active(), 1, "the request in flight is still counted");
+    drop(held);
+    assert_eq!(same.active(), 0);
+}
+
+#[test]
+fn an_older_applied_state_never_rolls_the_group_back() {
+    let up = zoned();
+    let mut state = State::new();
+    let mut index = 0;
+    let Some(Entry::Command(configure)) = up.configure_command() else {
+        panic!("configures");
+    };
+    apply(&mut state, &mut index, configure);
+    let before = state.clone();
+    apply(
+        &mut state,
+        &mut index,
+        Command::ServerRemove {
+            upstream: UpstreamRef::http("backend"),
+            id: 0,
+        },
+    );
+    up.follow(&state);
+    assert!(up.peer(0).is_none());
+    // A request that loaded the applied state just before the removal follows late.
+    up.follow(&before);
+    assert!(up.peer(0).is_none(), "the removed server came back");
+}
+
+#[test]
+fn downtime_counts_the_time_out_of_service_whenever_it_is_read() {
+    let mut conf = srv(0, 1);
+    conf.fail_timeout = std::time::Duration::from_millis(100);
+    let up = super::tests::group(Method::RoundRobin, vec![conf, srv(1, 1)]);
+    let t0 = Instant::now();
+    let ms = |n: u64| t0 + std::time::Duration::from_millis(n);
+    let g = up.select_bound(0, &mut Tried::new(), t0).expect("server 0");
+    g.failure_at(t0);
+    drop(g);
+    let p = up.peers()[0].clone();
+    assert_eq!(p.state(ms(50)), PeerState::Unavail);
+    assert!(p.downstart(ms(50)).is_some());
+    // A probe after the window: it succeeds, and no read happened in between.
+    let probe = up
+        .select_bound(0, &mut Tried::new(), ms(300))
+        .expect("probe");
+    probe.success_at(ms(300));
+    drop(probe);
+    let read_late = p.downtime(ms(5_000));
+    assert_eq!(
+        read_late.as_millis(),
+        100,
+        "the fail_timeout window, not until the read"
+    );
+    assert!(p.downstart(ms(5_000)).is_none());
+}
