@@ -242,6 +242,21 @@ fn drain_on_node_1_shows_draining_on_node_3_and_node_3_says_when_it_loses_the_le
         .expect("api");
     assert!(body.contains("\"drain\":true"), "{body}");
 
+    // A drain through node 2's API shows in node 3's dashboard as well.
+    let (status, body) = c
+        .call(
+            1,
+            "PATCH",
+            "/api/2/http/upstreams/backend/servers/1",
+            r#"{"drain":true}"#,
+        )
+        .expect("patch");
+    assert_eq!(status, 200, "{body}");
+    three.wait_for(
+        &format!("{} === 'draining'", state_of(1)),
+        "node 3's dashboard showing server 1 drained through node 2",
+    );
+
     // The Cluster tab: every node with its role and replication figures.
     three.eval("document.querySelector('nav button[data-tab=\"cluster\"]').click(); true");
     three.wait_for(
