@@ -324,7 +324,7 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
         raft: NodeOptions::raft_config(None).expect("config"),
         network: NetworkConfig::default(),
     };
-    let err = Node::start(three).await.err().expect("refused");
+    let err = Node::start(three).await.expect_err("refused");
     assert!(
         err.contains("belongs to a cluster formed by nodes [1]") && err.contains("[1,2,3]"),
         "{err}"

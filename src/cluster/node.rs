@@ -179,6 +179,15 @@ pub struct Node {
     pub(crate) configure_serial: std::sync::atomic::AtomicU64,
 }
 
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("id", &self.id)
+            .field("raft_addr", &self.raft_addr)
+            .finish_non_exhaustive()
+    }
+}
+
 /// How long a write waits for a leader to appear (an election takes up to ~1 s).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
 /// How often a write or read that certainly changed nothing is tried again.

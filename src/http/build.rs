@@ -21,6 +21,9 @@ pub struct HttpBuild {
     pub servers: Vec<ServerBuild>,
     pub upstreams: Vec<UpstreamBuild>,
     pub keyval_zones: Vec<crate::keyval::ZoneDecl>,
+    /// `keyval` lines: the zone each names, checked once the whole block is read (a
+    /// `keyval_zone` may come after the `keyval` that uses it, as in nginx).
+    pub keyval_refs: Vec<crate::keyval::ZoneUse>,
 }
 
 impl std::fmt::Debug for HttpBuild {
@@ -125,7 +128,9 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
         servers,
         upstreams,
         keyval_zones,
+        keyval_refs,
     } = build;
+    crate::keyval::check_uses(cx, &keyval_refs, &keyval_zones);
     if http_loc.root.is_none() {
         // nginx's default `root html` under the prefix, made explicit so `$document_root`
         // and static files agree.

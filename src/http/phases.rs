@@ -114,6 +114,7 @@ pub async fn handle(
         server.name.clone(),
     );
     req.request_length = request_length;
+    req.node = rt.node.clone();
     let zone = server
         .conf
         .status_zone

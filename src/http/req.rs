@@ -42,6 +42,9 @@ pub struct UpstreamInfo {
 #[derive(Debug)]
 pub struct Req {
     pub table: Arc<VarTable>,
+    /// This process's cluster node, for variables that read the replicated state
+    /// (`keyval`); `None` where the proxy runs without one (some tests).
+    pub node: Option<Arc<crate::cluster::Node>>,
     pub slots: Vec<Slot>,
     pub conn: Arc<ConnInfo>,
     /// `$connection_requests`: this request's number on its connection.
@@ -121,6 +124,7 @@ impl Req {
             document_root: None,
             loc_conf: None,
             request_host: None,
+            node: None,
         }
     }
 

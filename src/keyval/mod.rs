@@ -20,7 +20,92 @@ pub struct ZoneDecl {
 #[rustfmt::skip]
 pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "keyval_zone", contexts: ctx::HTTP | ctx::STREAM, args: Args::Between(1, 5), block: false, handler: Handler::Frame(keyval_zone) },
+    Spec { name: "keyval", contexts: ctx::HTTP | ctx::STREAM, args: Args::Exactly(3), block: false, handler: Handler::Frame(keyval) },
 ];
+
+/// A `keyval` line's zone, to be checked against the block's `keyval_zone`s.
+#[derive(Debug, Clone)]
+pub struct ZoneUse {
+    pub zone: String,
+    pub file: String,
+    pub line: u32,
+}
+
+/// `$var` of `keyval KEY $var zone=NAME`: the value the replicated zone holds for the
+/// evaluated key, as this node last applied it (the data path never waits on Raft).
+/// Exact match, or longest prefix / longest CIDR block by the zone's `type`. A key the
+/// zone does not hold leaves the variable not found (empty, false in `if`), as nginx.
+#[derive(Debug)]
+struct KeyvalVar {
+    key: crate::vars::Template,
+    zone: raftgate_raft::ZoneRef,
+}
+
+impl crate::vars::DynVar for KeyvalVar {
+    fn get(&self, req: &mut crate::http::req::Req) -> Option<String> {
+        let key = self.key.eval(req);
+        let node = req.node.as_ref()?;
+        let applied = node.reader.load();
+        applied
+            .state()
+            .keyval_lookup(&self.zone, &key)
+            .map(str::to_string)
+    }
+}
+
+/// `keyval KEY $variable zone=NAME;`
+fn keyval(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
+    let name = d
+        .arg(1)
+        .strip_prefix('$')
+        .filter(|n| !n.is_empty())
+        .ok_or_else(|| format!("invalid variable name \"{}\"", d.arg(1)))?
+        .to_string();
+    let zone = d
+        .arg(2)
+        .strip_prefix("zone=")
+        .filter(|z| !z.is_empty())
+        .ok_or_else(|| format!("invalid parameter \"{}\": use zone=NAME", d.arg(2)))?
+        .to_string();
+    let zone_use = ZoneUse {
+        zone: zone.clone(),
+        file: d.file.to_string(),
+        line: d.line,
+    };
+    match frame {
+        Frame::Http(h) => h.keyval_refs.push(zone_use),
+        // Stream variables arrive with stream servers; until then the line is checked
+        // and its zone must exist, so a configuration written for later keeps loading.
+        Frame::Stream(s) => {
+            s.keyval_refs.push(zone_use);
+            return Ok(());
+        }
+        _ => return Err("\"keyval\" directive is not allowed here".into()),
+    }
+    let key = cx.template(d, d.arg(0)).ok_or("")?;
+    let var = KeyvalVar {
+        key,
+        zone: raftgate_raft::Ref::http(zone),
+    };
+    cx.vars.define_dyn(&name, std::sync::Arc::new(var))?;
+    Ok(())
+}
+
+/// Every `keyval` line names a `keyval_zone` of its block.
+pub fn check_uses(cx: &mut Cx, uses: &[ZoneUse], zones: &[ZoneDecl]) {
+    for u in uses {
+        if !zones.iter().any(|z| z.name == u.zone) {
+            cx.diags.error(
+                &u.file,
+                u.line,
+                &format!(
+                    "zone \"{}\" is not declared by keyval_zone in this block",
+                    u.zone
+                ),
+            );
+        }
+    }
+}
 
 /// `keyval_zone zone=NAME:SIZE [state=FILE] [timeout=TIME] [type=string|ip|prefix] [sync];`
 fn keyval_zone(_: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -95,4 +180,61 @@ pub fn configure_commands(zones: &[ZoneDecl]) -> Vec<raftgate_raft::Entry> {
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    fn errors(text: &str) -> Vec<String> {
+        match crate::config::load_str(text, "k.conf", std::env::temp_dir()) {
+            Ok(_) => Vec::new(),
+            Err(e) => e,
+        }
+    }
+
+    /// An http block with `body`, and a server that answers the variable `$v`.
+    fn http(body: &str) -> String {
+        format!("events {{}}\nhttp {{\n{body}\n    server {{ listen 127.0.0.1:0; return 200 \"$v\"; }}\n}}\n")
+    }
+
+    #[test]
+    fn keyval_lines_are_checked_with_file_and_line() {
+        assert!(
+            errors(&http(
+                "    keyval $remote_addr $v zone=z;\n    keyval_zone zone=z:1m;"
+            ))
+            .is_empty(),
+            "a zone declared after its use is found, as in nginx"
+        );
+        assert_eq!(
+            errors(&http("    keyval $remote_addr $v zone=nope;")),
+            ["k.conf:3: zone \"nope\" is not declared by keyval_zone in this block"]
+        );
+        // Each mistake is reported where it is; the `$v` it failed to define is then
+        // unknown where the server uses it, which is reported too.
+        for (line, want) in [
+            (
+                "    keyval $remote_addr v zone=z;",
+                "k.conf:4: invalid variable name \"v\"",
+            ),
+            (
+                "    keyval $remote_addr $v z;",
+                "k.conf:4: invalid parameter \"z\": use zone=NAME",
+            ),
+        ] {
+            let e = errors(&http(&format!("    keyval_zone zone=z:1m;\n{line}")));
+            assert_eq!(e.first().map(String::as_str), Some(want), "{e:?}");
+        }
+        let e = errors(&http(
+            "    keyval_zone zone=z:1m;\n    keyval $remote_addr $v zone=z;\n    keyval $uri $v zone=z;",
+        ));
+        assert_eq!(e, ["k.conf:5: the duplicate \"v\" variable"], "{e:?}");
+        let e = errors(
+            "events {}\nstream {\n    keyval_zone zone=s:1m;\n    keyval $remote_addr $r zone=t;\n}\n",
+        );
+        assert_eq!(
+            e,
+            ["k.conf:4: zone \"t\" is not declared by keyval_zone in this block"],
+            "{e:?}"
+        );
+    }
 }

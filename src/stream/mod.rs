@@ -14,6 +14,8 @@ use crate::keyval::ZoneDecl;
 #[derive(Debug, Clone, Default)]
 pub struct StreamConf {
     pub keyval_zones: Vec<ZoneDecl>,
+    /// `keyval` lines, checked against `keyval_zones` once the block is read.
+    pub keyval_refs: Vec<crate::keyval::ZoneUse>,
 }
 
 #[rustfmt::skip]
@@ -35,6 +37,7 @@ fn stream(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), Strin
         &mut Frame::Stream(&mut conf),
         d.block.as_deref().unwrap_or_default(),
     );
+    crate::keyval::check_uses(cx, &conf.keyval_refs, &conf.keyval_zones);
     m.stream = Some(conf);
     Ok(())
 }

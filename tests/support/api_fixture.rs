@@ -2,6 +2,9 @@
 //! a read-only API location and the dashboard location: what the API conformance and
 //! browser tests run against.
 
+// Each test binary that includes this file uses a part of it.
+#![allow(dead_code)]
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener};
 use std::time::Duration;
