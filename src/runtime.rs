@@ -96,6 +96,9 @@ impl Runtime {
         node: Option<Arc<crate::cluster::Node>>,
     ) -> std::io::Result<Arc<Runtime>> {
         let mut config = config;
+        if let Some(n) = &node {
+            crate::cluster::sessions::start(n.clone());
+        }
         let metrics = Arc::<crate::metrics::Metrics>::default();
         prepare(&mut config, None, &metrics, node.as_deref());
         let (stop, _) = watch::channel(Stop::Running);

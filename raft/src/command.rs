@@ -211,6 +211,14 @@ pub enum Command {
     /// Proposed periodically by the leader: drops keyvals and sessions whose timeout has
     /// passed at `now_ms`, and idle deduplication clients.
     Expire { now_ms: u64 },
+    /// Sessions learned by one node's data path since its last batch, bound in order (a
+    /// later binding of the same session wins). One entry carries many sessions: the data
+    /// path learns at request rate, and each entry costs an fsync and a round trip.
+    StickyLearnBatch {
+        zone: String,
+        sessions: Vec<(String, ServerKey)>,
+        now_ms: u64,
+    },
 }
 
 /// A command from an API client, deduplicated by `(client, serial)`.
@@ -248,6 +256,7 @@ impl Command {
             | Command::KeyvalSet { now_ms, .. }
             | Command::StickyLearn { now_ms, .. }
             | Command::StickyTouch { now_ms, .. }
+            | Command::StickyLearnBatch { now_ms, .. }
             | Command::Expire { now_ms } => Some(*now_ms),
             Command::ConfigureKeyvalZone { .. }
             | Command::KeyvalDelete { .. }

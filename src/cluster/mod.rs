@@ -4,6 +4,7 @@
 
 pub mod expiry;
 pub mod node;
+pub mod sessions;
 pub mod status;
 
 pub use node::{Node, NodeOptions, WriteError};

@@ -177,6 +177,8 @@ pub struct Node {
     server: Option<(oneshot::Sender<()>, JoinHandle<()>)>,
     /// Counts configuration loads; see [`super::configure`].
     pub(crate) configure_serial: std::sync::atomic::AtomicU64,
+    /// Sticky-learn sessions on their way from the data path to the log.
+    pub sessions: super::sessions::Sessions,
 }
 
 impl std::fmt::Debug for Node {
@@ -265,6 +267,7 @@ impl Node {
             log: log_handle,
             server,
             configure_serial: std::sync::atomic::AtomicU64::new(0),
+            sessions: super::sessions::Sessions::default(),
         })
     }
 

@@ -394,13 +394,25 @@ impl Config {
     }
 
     /// The commands that make the replicated state match this configuration: its keyval
-    /// zones, then its zone-backed upstream groups (sorted by name, so every node proposes
+    /// zones, its sticky-learn zones, then its zone-backed upstream groups (sorted by name, so every node proposes
     /// them in the same order).
     pub fn cluster_commands(&self) -> Vec<raftgate_raft::Entry> {
+        use crate::upstream::sticky::Sticky;
         let mut entries = crate::keyval::configure_commands(&self.keyval_zones());
         if let Some(h) = &self.http {
             let mut names: Vec<&String> = h.upstreams.keys().collect();
             names.sort();
+            for n in &names {
+                if let Some(Sticky::Learn(l)) = &h.upstreams[*n].conf().sticky {
+                    entries.push(raftgate_raft::Entry::Command(
+                        raftgate_raft::Command::ConfigureStickyZone {
+                            zone: l.zone.clone(),
+                            capacity_bytes: l.size,
+                            timeout_ms: l.timeout_ms,
+                        },
+                    ));
+                }
+            }
             entries.extend(
                 names
                     .into_iter()

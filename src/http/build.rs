@@ -6,6 +6,8 @@ use std::collections::HashMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::sync::Arc;
 
+use crate::upstream::sticky::Sticky;
+
 use super::location::{Kind, Location, Locations};
 use super::rewrite::{Cond, Op, Script};
 use super::server_names::ServerNames;
@@ -157,6 +159,22 @@ pub fn finish(cx: &mut Cx, build: HttpBuild) -> Option<HttpConf> {
                 &format!("no servers are inside upstream \"{}\"", conf.name),
             );
             continue;
+        }
+        if let Some(Sticky::Learn(l)) = &conf.sticky {
+            let taken = groups
+                .values()
+                .any(|g| matches!(&g.conf().sticky, Some(Sticky::Learn(o)) if o.zone == l.zone));
+            if taken {
+                cx.diags.error(
+                    &conf.file,
+                    conf.line,
+                    &format!(
+                        "sticky zone \"{}\" is already used by another upstream",
+                        l.zone
+                    ),
+                );
+                continue;
+            }
         }
         groups.insert(conf.name.clone(), Arc::new(Upstream::new(conf)));
     }

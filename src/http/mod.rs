@@ -15,6 +15,7 @@ pub mod rewrite;
 pub mod server;
 pub mod server_names;
 pub mod static_files;
+pub mod sticky;
 pub mod upconn;
 
 use std::collections::HashMap;

@@ -307,12 +307,17 @@ pub async fn forward(
     };
     let mut tried = Tried::new();
     let mut last: Option<Fail> = None;
+    let binding = super::sticky::bind(&group, req, node);
+    let mut bound = binding.server;
     for attempt in 0..max_tries {
         let ctx = SelectCtx {
             client_ip: Some(req.conn.remote.ip()),
             hash_key: hash_key.as_deref().map(str::as_bytes),
         };
-        let guard = match group.select(&ctx, &mut tried) {
+        // A bound request tries its server first, if it can take the request (draining
+        // or not); otherwise, and on retries, the group balances.
+        let pinned = bound.take().and_then(|b| group.select_bound(b, &mut tried));
+        let guard = match pinned.map_or_else(|| group.select(&ctx, &mut tried), Ok) {
             Ok(g) => g,
             Err(_) => {
                 if attempt == 0 {
@@ -491,6 +496,8 @@ pub async fn forward(
             req.upstream.headers = Some(parts.headers.clone());
         }
         clean_response_headers(&mut parts.headers);
+        let chosen = guard.peer().id;
+        super::sticky::respond(&group, &binding, chosen, req, &mut parts.headers, node);
         let conn = if keepalive {
             pool.clone().map(|p| (p, addr, sender, uses))
         } else {

@@ -21,6 +21,7 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "keepalive", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive) },
     Spec { name: "keepalive_timeout", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive_timeout) },
     Spec { name: "keepalive_requests", contexts: UPSTREAM, args: Args::Exactly(1), block: false, handler: Handler::Upstream(keepalive_requests) },
+    Spec { name: "sticky", contexts: UPSTREAM, args: Args::AtLeast(1), block: false, handler: Handler::Upstream(super::sticky::directive) },
 ];
 
 pub struct UpstreamBuild {
@@ -44,6 +45,7 @@ fn upstream(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), Str
             file: d.file.to_string(),
             line: d.line,
             implicit: false,
+            sticky: None,
         },
         method_set: false,
         keepalive_timeout: None,

@@ -95,6 +95,8 @@ pub struct UpstreamConf {
     pub line: u32,
     /// `true` for groups created from `proxy_pass http://ADDR` rather than an `upstream` block.
     pub implicit: bool,
+    /// `sticky cookie|route|learn`.
+    pub sticky: Option<super::sticky::Sticky>,
 }
 
 impl UpstreamConf {
@@ -113,6 +115,7 @@ impl UpstreamConf {
             file,
             line,
             implicit: true,
+            sticky: None,
         }
     }
 }

@@ -13,6 +13,7 @@
 /// The `upstream {}` directives (config side, maintained with the config parser).
 pub mod build;
 pub mod conf;
+pub mod sticky;
 
 mod balance;
 mod hash;
@@ -352,13 +353,7 @@ impl Upstream {
     /// Unlike balancing, a draining server still accepts requests bound to it; `None` means
     /// the caller should balance instead, as NGINX Plus does when the bound server is down.
     pub fn select_bound(&self, id: usize, tried: &mut Tried, now: Instant) -> Option<PeerGuard> {
-        let group = self.group.load_full();
-        let peer = group.peers.get(id)?;
-        let stamp = peer.stamp(now);
-        let _state = group.lock();
-        let usable =
-            !tried.contains(id) && !peer.is_down() && !peer.failing(stamp) && !peer.is_full();
-        usable.then(|| group.take(id, tried, stamp))
+        self.pin().select_bound_at(id, tried, now)
     }
 
     /// Make `random` reproducible (tests, simulations).
@@ -382,6 +377,47 @@ impl Pinned<'_> {
     pub fn tries(&self) -> usize {
         let live = self.group.peers.iter().filter(|p| !p.is_down()).count();
         live.max(1)
+    }
+
+    /// The position of the server `sticky cookie`/`route` id `id` names.
+    pub fn by_sticky_id(&self, id: &str) -> Option<usize> {
+        self.group.peers.iter().position(|p| p.sticky_id == id)
+    }
+
+    /// The `sticky` id of the server at `position`.
+    pub fn sticky_id(&self, position: usize) -> Option<String> {
+        self.group.peers.get(position).map(|p| p.sticky_id.clone())
+    }
+
+    /// The address of the server at `position`, as sessions record it.
+    pub fn addr(&self, position: usize) -> Option<String> {
+        self.group
+            .peers
+            .get(position)
+            .map(|p| p.conf.addr.to_string())
+    }
+
+    /// The position of the server at `addr` (as `SocketAddr` prints it).
+    pub fn by_addr(&self, addr: &str) -> Option<usize> {
+        self.group
+            .peers
+            .iter()
+            .position(|p| p.conf.addr.to_string() == addr)
+    }
+
+    /// As [`Upstream::select_bound`], on this view: the bound server if it can take the
+    /// attempt, draining or not.
+    pub fn select_bound(&self, id: usize, tried: &mut Tried) -> Option<PeerGuard> {
+        self.select_bound_at(id, tried, Instant::now())
+    }
+
+    fn select_bound_at(&self, id: usize, tried: &mut Tried, now: Instant) -> Option<PeerGuard> {
+        let peer = self.group.peers.get(id)?;
+        let stamp = peer.stamp(now);
+        let _state = self.group.lock();
+        let usable =
+            !tried.contains(id) && !peer.is_down() && !peer.failing(stamp) && !peer.is_full();
+        usable.then(|| self.group.take(id, tried, stamp))
     }
 
     /// As [`Upstream::select`], on this view.

@@ -203,6 +203,9 @@ pub struct Peer {
     /// The API's id: stable across rebuilds, unlike `id`, which is the position in the
     /// group (primaries first) that balancing indexes by.
     pub server_id: u64,
+    /// What `sticky cookie` and `sticky route` bind by: the `route=`, else the hex MD5
+    /// of the address.
+    pub sticky_id: String,
     down: AtomicBool,
     drain: AtomicBool,
     live: Arc<Live>,
@@ -234,6 +237,7 @@ impl Peer {
         Peer {
             id,
             server_id,
+            sticky_id: super::sticky::server_id(conf.route.as_deref(), &conf.addr),
             weight: conf.weight.max(1),
             fail_timeout: nanos(conf.fail_timeout),
             slow_start: if single { 0 } else { nanos(conf.slow_start) },

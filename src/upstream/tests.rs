@@ -24,6 +24,7 @@ pub(super) fn group(method: Method, servers: Vec<ServerConf>) -> Upstream {
         file: "test.conf".into(),
         line: 1,
         implicit: false,
+        sticky: None,
     })
 }
 

@@ -21,6 +21,7 @@ fn zoned() -> Upstream {
         file: "test.conf".into(),
         line: 1,
         implicit: false,
+        sticky: None,
     })
 }
 

@@ -200,6 +200,15 @@ impl State {
                     .learn(&zone, session, server, now_ms)?;
                 Ok(Applied::Done)
             }
+            Command::StickyLearnBatch { zone, sessions, .. } => {
+                let z = self.sticky_mut(&zone)?;
+                // A session that cannot fit even in an empty zone is skipped, not fatal:
+                // the others of the batch still bind.
+                for (session, server) in sessions {
+                    let _ = z.learn(&zone, session, server, now_ms);
+                }
+                Ok(Applied::Done)
+            }
             Command::StickyTouch { zone, sessions, .. } => {
                 self.sticky_mut(&zone)?.touch(sessions, now_ms);
                 Ok(Applied::Done)

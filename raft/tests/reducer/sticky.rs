@@ -206,3 +206,38 @@ fn shrinking_a_zone_evicts_on_the_next_learn() {
     log.ok(learn("e", "x:1", 10));
     assert_eq!(sessions(&log), ["d", "e"]);
 }
+
+/// The data path's batches: every session binds, in order, and one that cannot fit even
+/// an empty zone is skipped without losing the rest.
+#[test]
+fn a_learn_batch_binds_every_session_in_order() {
+    let mut log = Log::new();
+    log.ok(configure(4 * STICKY_SESSION_BYTES));
+    let too_long = "x".repeat(4 * STICKY_SESSION_BYTES as usize);
+    let batch = Command::StickyLearnBatch {
+        zone: "sessions".into(),
+        sessions: vec![
+            ("a".into(), server("10.0.0.1:80")),
+            (too_long, server("10.0.0.1:80")),
+            ("b".into(), server("10.0.0.2:80")),
+            ("a".into(), server("10.0.0.3:80")),
+        ],
+        now_ms: 5,
+    };
+    assert_eq!(log.ok(batch), Applied::Done);
+    assert_eq!(sessions(&log), ["a", "b"]);
+    assert_eq!(
+        log.state.sticky_lookup("sessions", "a"),
+        Some(&server("10.0.0.3:80")),
+        "the later binding wins"
+    );
+    let unknown = Command::StickyLearnBatch {
+        zone: "nope".into(),
+        sessions: vec![("c".into(), server("10.0.0.1:80"))],
+        now_ms: 6,
+    };
+    assert!(matches!(
+        log.run(unknown),
+        Err(Rejected::UnknownStickyZone { .. })
+    ));
+}
