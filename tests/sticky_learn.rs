@@ -18,6 +18,11 @@ use raftgate_cluster_tests::{eventually, Cluster, Options};
 /// A backend that starts a session (`Set-Cookie: sid=NAME-N`) for a request without one,
 /// and answers its name.
 fn session_backend(name: &'static str) -> SocketAddr {
+    cookie_backend(name, "sid")
+}
+
+/// [`session_backend`] with another cookie name.
+fn cookie_backend(name: &'static str, cookie_name: &'static str) -> SocketAddr {
     let l = TcpListener::bind("127.0.0.1:0").expect("bind");
     let addr = l.local_addr().expect("addr");
     let n = Arc::new(AtomicU64::new(0));
@@ -35,11 +40,11 @@ fn session_backend(name: &'static str) -> SocketAddr {
                     }
                 }
                 let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                let cookie = if head.contains("sid=") {
+                let cookie = if head.contains(&format!("{cookie_name}=")) {
                     String::new()
                 } else {
                     let i = n.fetch_add(1, Ordering::Relaxed);
-                    format!("Set-Cookie: sid={name}-{i}; Path=/\r\n")
+                    format!("Set-Cookie: {cookie_name}={name}-{i}; Path=/\r\n")
                 };
                 let reply = format!(
                     "HTTP/1.1 200 OK\r\n{cookie}Content-Length: {}\r\nConnection: close\r\n\r\n{name}",
@@ -54,11 +59,16 @@ fn session_backend(name: &'static str) -> SocketAddr {
 
 /// GET / through `addr` with an optional `sid` cookie: (backend, the session it set).
 fn visit(addr: SocketAddr, sid: Option<&str>) -> (String, Option<String>) {
+    visit_with(addr, "sid", sid)
+}
+
+/// [`visit`] with another cookie name.
+fn visit_with(addr: SocketAddr, cookie_name: &str, sid: Option<&str>) -> (String, Option<String>) {
     let mut s = TcpStream::connect(addr).expect("connect");
     s.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let cookie = sid
-        .map(|v| format!("Cookie: sid={v}\r\n"))
+        .map(|v| format!("Cookie: {cookie_name}={v}\r\n"))
         .unwrap_or_default();
     write!(
         s,
@@ -69,13 +79,17 @@ fn visit(addr: SocketAddr, sid: Option<&str>) -> (String, Option<String>) {
     s.read_to_string(&mut out).expect("read");
     let (head, body) = out.split_once("\r\n\r\n").expect("response");
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let prefix = format!("set-cookie: {cookie_name}=");
     let set = head
         .lines()
-        .find_map(|l| {
-            l.strip_prefix("set-cookie: sid=")
-                .or_else(|| l.strip_prefix("Set-Cookie: sid="))
-        })
-        .map(|v| v.split(';').next().unwrap_or("").to_string());
+        .find(|l| l.to_ascii_lowercase().starts_with(&prefix))
+        .map(|l| {
+            l[prefix.len()..]
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .to_string()
+        });
     (body.to_string(), set)
 }
 
@@ -218,5 +232,141 @@ fn sessions_learned_on_one_node_route_on_every_node_survive_drain_and_restart_an
             "node {} kept expired sessions",
             i + 1
         );
+    }
+}
+
+/// The seed configurations of the R14 release notes, copied unchanged into
+/// `tests/seed-configs/`: they load as they are, and on loopback (free ports, real
+/// backends, each node's id and data directory from the command line) they do what their
+/// comments say.
+mod seeds {
+    use super::*;
+
+    struct Procs(Vec<std::process::Child>, std::path::PathBuf);
+
+    impl Drop for Procs {
+        fn drop(&mut self) {
+            for c in &mut self.0 {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+            let _ = std::fs::remove_dir_all(&self.1);
+        }
+    }
+
+    fn seed(name: &str) -> String {
+        let path = format!("{}/tests/seed-configs/{name}", env!("CARGO_MANIFEST_DIR"));
+        let out = std::process::Command::new(BIN)
+            .args(["-t", "-c", &path])
+            .output()
+            .expect("raftgate -t");
+        let said = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success() && said.contains("test is successful"),
+            "{name}: {said}"
+        );
+        std::fs::read_to_string(path).expect("seed")
+    }
+
+    fn spawn(dir: &std::path::Path, i: usize, text: &str, extra: &[String]) -> std::process::Child {
+        let conf = dir.join(format!("n{i}.conf"));
+        std::fs::write(&conf, text).expect("conf");
+        std::process::Command::new(BIN)
+            .arg("-c")
+            .arg(&conf)
+            .args(extra)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("spawn")
+    }
+
+    #[test]
+    fn upstream_drain_sends_unbound_requests_to_the_other_server_only() {
+        let text = seed("upstream-drain.conf");
+        let (b1, b2) = (session_backend("one"), session_backend("two"));
+        let http = raftgate_cluster_tests::free_addr();
+        let text = text
+            .replace("127.0.0.1:8080", &http.to_string())
+            .replace("127.0.0.1:9001", &b1.to_string())
+            .replace("127.0.0.1:9002", &b2.to_string());
+        let dir = std::env::temp_dir().join(format!("raftgate-seed-drain-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let extra = vec![
+            "--data-dir".to_string(),
+            dir.join("data").display().to_string(),
+        ];
+        let _p = Procs(vec![spawn(&dir, 1, &text, &extra)], dir.clone());
+        assert!(eventually(READY, || raftgate_cluster_tests::call(
+            http, "GET", "/", ""
+        )
+        .is_ok()));
+        for _ in 0..6 {
+            assert_eq!(visit(http, None).0, "one");
+        }
+    }
+
+    #[test]
+    fn sticky_learn_cluster_routes_a_session_on_all_three_nodes() {
+        let text = seed("sticky-learn-cluster.conf");
+        let (b1, b2) = (
+            cookie_backend("one", "examplecookie"),
+            cookie_backend("two", "examplecookie"),
+        );
+        let raft: Vec<SocketAddr> = (0..3)
+            .map(|_| raftgate_cluster_tests::free_addr())
+            .collect();
+        let http: Vec<SocketAddr> = (0..3)
+            .map(|_| raftgate_cluster_tests::free_addr())
+            .collect();
+        let dir = std::env::temp_dir().join(format!("raftgate-seed-sticky-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let mut procs = Procs(Vec::new(), dir.clone());
+        for i in 0..3 {
+            let mut t = text
+                .replace("127.0.0.1:8080", &http[i].to_string())
+                .replace("127.0.0.1:9001", &b1.to_string())
+                .replace("127.0.0.1:9002", &b2.to_string());
+            for (k, port) in ["127.0.0.1:7101", "127.0.0.1:7102", "127.0.0.1:7103"]
+                .iter()
+                .enumerate()
+            {
+                t = t.replace(port, &raft[k].to_string());
+            }
+            let extra = vec![
+                "--node-id".to_string(),
+                (i + 1).to_string(),
+                "--raft-listen".to_string(),
+                raft[i].to_string(),
+                "--data-dir".to_string(),
+                dir.join(format!("data{}", i + 1)).display().to_string(),
+            ];
+            procs.0.push(spawn(&dir, i + 1, &t, &extra));
+        }
+        for &h in &http {
+            assert!(
+                eventually(READY, || raftgate_cluster_tests::call(
+                    h,
+                    "GET",
+                    "/api/2/slabs/client_sessions",
+                    ""
+                )
+                .map(|r| r.0)
+                    == Ok(200)),
+                "{h} never served the sticky zone"
+            );
+        }
+        for _ in 0..4 {
+            let (server, sid) = visit_with(http[0], "examplecookie", None);
+            let sid = sid.expect("a session");
+            for &h in &http {
+                assert!(
+                    eventually(Duration::from_secs(3), || {
+                        visit_with(h, "examplecookie", Some(&sid)).0 == server
+                    }),
+                    "{h} never routed {sid}"
+                );
+            }
+        }
     }
 }
