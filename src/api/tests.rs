@@ -75,6 +75,7 @@ impl Backend for Fake {
             membership_index: Some(1),
             nodes: self.members.lock().expect("lock").clone(),
             storage: StorageStatus::default(),
+            sessions: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@ pub mod sessions;
 pub mod status;
 
 pub use node::{Node, NodeOptions, WriteError};
-pub use status::{ClusterStatus, NodeStatus, StorageStatus};
+pub use status::{ClusterStatus, NodeStatus, SessionsStatus, StorageStatus};
 
 use std::sync::atomic::Ordering;
 use std::sync::Arc;

@@ -40,6 +40,21 @@ pub struct ClusterStatus {
     pub nodes: Vec<NodeStatus>,
     /// This node's Raft log durability work since it started.
     pub storage: StorageStatus,
+    /// Sticky-learn sessions this node's data path sent to the log since it started.
+    pub sessions: SessionsStatus,
+}
+
+/// What the session batcher did: `learned / entries` is the batching achieved.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq, Default)]
+pub struct SessionsStatus {
+    pub learned: u64,
+    pub touched: u64,
+    /// Log entries the learns and touches went out in.
+    pub entries: u64,
+    /// Learns and touches dropped on a full queue.
+    pub dropped: u64,
+    /// Batches the cluster did not take.
+    pub failed: u64,
 }
 
 /// Group commit as it happens: how many appends each flush + fdatasync made durable,
@@ -149,6 +164,17 @@ impl Node {
                     appends: c.appends,
                     votes: c.votes,
                     sync_us: c.sync_micros.checked_div(c.syncs).unwrap_or(0),
+                }
+            },
+            sessions: {
+                use std::sync::atomic::Ordering::Relaxed;
+                let st = &self.sessions.stats;
+                SessionsStatus {
+                    learned: st.learned.load(Relaxed),
+                    touched: st.touched.load(Relaxed),
+                    entries: st.entries.load(Relaxed),
+                    dropped: st.dropped.load(Relaxed),
+                    failed: st.failed.load(Relaxed),
                 }
             },
         }
