@@ -222,6 +222,21 @@ fn sessions_learned_on_one_node_route_on_every_node_survive_drain_and_restart_an
         );
     }
 
+    // A session in use has its last access moved (at most every timeout/16, here 1 s),
+    // through the node that served it.
+    let touched = |c: &Cluster| {
+        let (_, body) = c.call(0, "GET", "/api/2/cluster", "").expect("status");
+        let v: serde_json::Value = serde_json::from_str(&body).expect("json");
+        v["sessions"]["touched"].as_u64().unwrap_or(0)
+    };
+    assert!(
+        eventually(Duration::from_secs(5), || {
+            visit(http[0], Some(&clients[1].0));
+            touched(&c) > 0
+        }),
+        "node 1 never touched a session in use"
+    );
+
     // Idle past the 4 s timeout: the leader's expiry removes them, on every node.
     for i in 0..3 {
         assert!(slab_pages_used(&c, i) > 0);
