@@ -705,49 +705,15 @@ fn a_drain_through_node_2_drains_on_node_3_in_api_dashboard_and_data_path() {
 /// the dashboard though `/usr/share/nginx/html` holds none, and the old page's redirect.
 #[test]
 fn the_api_dashboard_seed_config_behaves_as_its_comments_say() {
-    let seed = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/seed-configs/api-dashboard.conf"
-    );
-    let out = std::process::Command::new(BIN)
-        .args(["-t", "-c", seed])
-        .output()
-        .expect("raftgate -t");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && said.contains("test is successful"),
-        "{said}"
-    );
-
+    let text = fixture::seed("api-dashboard.conf");
     let (b1, b2) = (backend("one"), backend("two"));
     let http = raftgate_cluster_tests::free_addr();
-    let text = std::fs::read_to_string(seed)
-        .expect("seed")
+    let text = text
         .replace("127.0.0.1:8080", &http.to_string())
         .replace("127.0.0.1:9001", &b1.to_string())
         .replace("127.0.0.1:9002", &b2.to_string());
-    let dir = std::env::temp_dir().join(format!("raftgate-seed-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let conf = dir.join("api-dashboard.conf");
-    std::fs::write(&conf, text).expect("conf");
-    struct Kill(std::process::Child, std::path::PathBuf);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-    let _proc = Kill(
-        std::process::Command::new(BIN)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn"),
-        dir,
-    );
+    let mut procs = fixture::Procs::new("seed-dashboard");
+    let pid = procs.spawn("api-dashboard", &text, &[]);
     let call = |m: &str, p: &str, b: &str| raftgate_cluster_tests::call(http, m, p, b);
     assert!(
         eventually(READY, || call(
@@ -780,7 +746,7 @@ fn the_api_dashboard_seed_config_behaves_as_its_comments_say() {
     // A reload keeps the drain (replicated state) and the zone's counters.
     #[allow(unsafe_code)]
     // SAFETY: kill(2) on our own child with a valid signal.
-    let rc = unsafe { libc::kill(_proc.0.id() as i32, libc::SIGHUP) };
+    let rc = unsafe { libc::kill(pid as i32, libc::SIGHUP) };
     assert_eq!(rc, 0);
     assert!(eventually(READY, || call("GET", "/api/2/nginx", "")
         .map(|(_, b)| b.contains("\"generation\":1"))

@@ -104,48 +104,14 @@ fn a_denylist_entry_written_through_node_3_blocks_node_1_and_its_removal_unblock
 /// 403 and proxies it again once the address is removed.
 #[test]
 fn the_denylist_seed_config_behaves_as_its_comments_say() {
-    let seed = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/seed-configs/keyval-denylist.conf"
-    );
-    let out = std::process::Command::new(BIN)
-        .args(["-t", "-c", seed])
-        .output()
-        .expect("raftgate -t");
-    let said = String::from_utf8_lossy(&out.stderr);
-    assert!(
-        out.status.success() && said.contains("test is successful"),
-        "{said}"
-    );
-
+    let text = fixture::seed("keyval-denylist.conf");
     let up = backend("one");
     let http = raftgate_cluster_tests::free_addr();
-    let text = std::fs::read_to_string(seed)
-        .expect("seed")
+    let text = text
         .replace("127.0.0.1:8080", &http.to_string())
         .replace("127.0.0.1:9001", &up.to_string());
-    let dir = std::env::temp_dir().join(format!("raftgate-denylist-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("dir");
-    let conf = dir.join("keyval-denylist.conf");
-    std::fs::write(&conf, text).expect("conf");
-    struct Kill(std::process::Child, std::path::PathBuf);
-    impl Drop for Kill {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-    let _proc = Kill(
-        std::process::Command::new(BIN)
-            .arg("-c")
-            .arg(&conf)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn"),
-        dir,
-    );
+    let mut procs = fixture::Procs::new("seed-denylist");
+    procs.spawn("keyval-denylist", &text, &[]);
     let call = |m: &str, p: &str, b: &str| raftgate_cluster_tests::call(http, m, p, b);
     assert!(
         eventually(READY, || call("GET", DENYLIST, "").map(|r| r.0) == Ok(200)),

@@ -7,9 +7,7 @@
 mod fixture;
 
 use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::net::{SocketAddr, TcpStream};
 use std::time::{Duration, Instant};
 
 use fixture::{BIN, READY};
@@ -18,43 +16,7 @@ use raftgate_cluster_tests::{eventually, Cluster, Options};
 /// A backend that starts a session (`Set-Cookie: sid=NAME-N`) for a request without one,
 /// and answers its name.
 fn session_backend(name: &'static str) -> SocketAddr {
-    cookie_backend(name, "sid")
-}
-
-/// [`session_backend`] with another cookie name.
-fn cookie_backend(name: &'static str, cookie_name: &'static str) -> SocketAddr {
-    let l = TcpListener::bind("127.0.0.1:0").expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let n = Arc::new(AtomicU64::new(0));
-    std::thread::spawn(move || {
-        for s in l.incoming() {
-            let Ok(mut s) = s else { continue };
-            let n = n.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                let mut got = Vec::new();
-                while !got.windows(4).any(|w| w == b"\r\n\r\n") {
-                    match s.read(&mut buf) {
-                        Ok(0) | Err(_) => return,
-                        Ok(k) => got.extend_from_slice(&buf[..k]),
-                    }
-                }
-                let head = String::from_utf8_lossy(&got).to_ascii_lowercase();
-                let cookie = if head.contains(&format!("{cookie_name}=")) {
-                    String::new()
-                } else {
-                    let i = n.fetch_add(1, Ordering::Relaxed);
-                    format!("Set-Cookie: {cookie_name}={name}-{i}; Path=/\r\n")
-                };
-                let reply = format!(
-                    "HTTP/1.1 200 OK\r\n{cookie}Content-Length: {}\r\nConnection: close\r\n\r\n{name}",
-                    name.len()
-                );
-                let _ = s.write_all(reply.as_bytes());
-            });
-        }
-    });
-    addr
+    fixture::backend_with(name, Some("sid"))
 }
 
 /// GET / through `addr` with an optional `sid` cookie: (backend, the session it set).
@@ -256,45 +218,7 @@ fn sessions_learned_on_one_node_route_on_every_node_survive_drain_and_restart_an
 /// comments say.
 mod seeds {
     use super::*;
-
-    struct Procs(Vec<std::process::Child>, std::path::PathBuf);
-
-    impl Drop for Procs {
-        fn drop(&mut self) {
-            for c in &mut self.0 {
-                let _ = c.kill();
-                let _ = c.wait();
-            }
-            let _ = std::fs::remove_dir_all(&self.1);
-        }
-    }
-
-    fn seed(name: &str) -> String {
-        let path = format!("{}/tests/seed-configs/{name}", env!("CARGO_MANIFEST_DIR"));
-        let out = std::process::Command::new(BIN)
-            .args(["-t", "-c", &path])
-            .output()
-            .expect("raftgate -t");
-        let said = String::from_utf8_lossy(&out.stderr);
-        assert!(
-            out.status.success() && said.contains("test is successful"),
-            "{name}: {said}"
-        );
-        std::fs::read_to_string(path).expect("seed")
-    }
-
-    fn spawn(dir: &std::path::Path, i: usize, text: &str, extra: &[String]) -> std::process::Child {
-        let conf = dir.join(format!("n{i}.conf"));
-        std::fs::write(&conf, text).expect("conf");
-        std::process::Command::new(BIN)
-            .arg("-c")
-            .arg(&conf)
-            .args(extra)
-            .stdout(std::process::Stdio::null())
-            .stderr(std::process::Stdio::null())
-            .spawn()
-            .expect("spawn")
-    }
+    use fixture::{backend_with, seed, Procs};
 
     #[test]
     fn upstream_drain_sends_unbound_requests_to_the_other_server_only() {
@@ -305,13 +229,8 @@ mod seeds {
             .replace("127.0.0.1:8080", &http.to_string())
             .replace("127.0.0.1:9001", &b1.to_string())
             .replace("127.0.0.1:9002", &b2.to_string());
-        let dir = std::env::temp_dir().join(format!("raftgate-seed-drain-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let extra = vec![
-            "--data-dir".to_string(),
-            dir.join("data").display().to_string(),
-        ];
-        let _p = Procs(vec![spawn(&dir, 1, &text, &extra)], dir.clone());
+        let mut procs = Procs::new("seed-drain");
+        procs.spawn("upstream-drain", &text, &[]);
         assert!(eventually(READY, || raftgate_cluster_tests::call(
             http, "GET", "/", ""
         )
@@ -325,8 +244,8 @@ mod seeds {
     fn sticky_learn_cluster_routes_a_session_on_all_three_nodes() {
         let text = seed("sticky-learn-cluster.conf");
         let (b1, b2) = (
-            cookie_backend("one", "examplecookie"),
-            cookie_backend("two", "examplecookie"),
+            backend_with("one", Some("examplecookie")),
+            backend_with("two", Some("examplecookie")),
         );
         let raft: Vec<SocketAddr> = (0..3)
             .map(|_| raftgate_cluster_tests::free_addr())
@@ -334,9 +253,7 @@ mod seeds {
         let http: Vec<SocketAddr> = (0..3)
             .map(|_| raftgate_cluster_tests::free_addr())
             .collect();
-        let dir = std::env::temp_dir().join(format!("raftgate-seed-sticky-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).expect("dir");
-        let mut procs = Procs(Vec::new(), dir.clone());
+        let mut procs = Procs::new("seed-sticky");
         for i in 0..3 {
             let mut t = text
                 .replace("127.0.0.1:8080", &http[i].to_string())
@@ -354,9 +271,13 @@ mod seeds {
                 "--raft-listen".to_string(),
                 raft[i].to_string(),
                 "--data-dir".to_string(),
-                dir.join(format!("data{}", i + 1)).display().to_string(),
+                procs
+                    .dir
+                    .join(format!("data{}", i + 1))
+                    .display()
+                    .to_string(),
             ];
-            procs.0.push(spawn(&dir, i + 1, &t, &extra));
+            procs.spawn(&format!("n{}", i + 1), &t, &extra);
         }
         for &h in &http {
             assert!(
