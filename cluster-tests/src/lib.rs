@@ -6,6 +6,8 @@
 //! API — and waits on what the API shows, never on fixed sleeps. A harness that panics
 //! prints the tail of every member's error log, so a failed CI run says what the nodes saw.
 
+pub mod checker;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
