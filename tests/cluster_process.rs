@@ -262,7 +262,7 @@ fn a_fourth_node_joins_and_one_is_removed_under_write_load() {
     let load = Load::start(&c, &[0, 1], "m");
     assert!(load.wait_for(20, READY));
     let new = c.start_new_member();
-    let body = format!("{{\"id\": 4, \"address\": \"{}\"}}", c.members[new].raft);
+    let body = format!("{{\"id\": 4, \"address\": \"{}\"}}", c.members[new].dial);
     let (status, answer) = c
         .call(1, "POST", "/api/2/cluster/nodes", &body)
         .expect("join");

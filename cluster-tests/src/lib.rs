@@ -7,6 +7,7 @@
 //! prints the tail of every member's error log, so a failed CI run says what the nodes saw.
 
 pub mod checker;
+pub mod faults;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -27,6 +28,9 @@ pub struct Options {
     pub server: String,
     /// Blocks in the main context after `http {}` (e.g. `stream {}`).
     pub main: String,
+    /// Put a [`faults::LinkProxy`] in front of every node's Raft port (node N then
+    /// listens on `127.0.0.N`), so that links can be cut and slowed.
+    pub link_faults: bool,
 }
 
 impl Default for Options {
@@ -37,6 +41,7 @@ impl Default for Options {
             http: "keyval_zone zone=one:1m;\n".to_string(),
             server: String::new(),
             main: String::new(),
+            link_faults: false,
         }
     }
 }
@@ -45,6 +50,8 @@ pub struct Member {
     pub id: u64,
     pub http: SocketAddr,
     pub raft: SocketAddr,
+    /// Where peers dial it: its link proxy with `link_faults`, else `raft`.
+    pub dial: SocketAddr,
     pub dir: PathBuf,
     conf: PathBuf,
     child: Option<Child>,
@@ -73,6 +80,21 @@ pub struct Cluster {
     /// The `peer` lines of the initial members.
     peers: String,
     pub members: Vec<Member>,
+    /// With `link_faults`: each member's proxy, by member index.
+    proxies: Vec<Option<faults::LinkProxy>>,
+}
+
+/// Member `id`'s Raft listen address, and its proxy with `faults`: then the member
+/// listens on `127.0.0.id` (so its outgoing connections come from there too).
+fn raft_addr(id: u64, faults: bool) -> (SocketAddr, Option<faults::LinkProxy>) {
+    if !faults {
+        return (free_addr(), None);
+    }
+    let ip = std::net::Ipv4Addr::new(127, 0, 0, u8::try_from(id).expect("at most 255 members"));
+    let addr = std::net::TcpListener::bind((ip, 0))
+        .and_then(|l| l.local_addr())
+        .expect("a free port on the member's loopback address");
+    (addr, Some(faults::LinkProxy::start(addr)))
 }
 
 /// A loopback address with a port nobody holds right now.
@@ -91,11 +113,17 @@ impl Cluster {
             fastrand::u64(..)
         ));
         std::fs::create_dir_all(&dir).expect("cluster dir");
-        let raft: Vec<SocketAddr> = (0..options.nodes).map(|_| free_addr()).collect();
-        let peers = raft
+        let faults = options.link_faults;
+        let addrs: Vec<(SocketAddr, Option<faults::LinkProxy>)> = (1..=options.nodes)
+            .map(|id| raft_addr(id, faults))
+            .collect();
+        let peers = addrs
             .iter()
             .enumerate()
-            .map(|(i, a)| format!("    peer {} {a};\n", i + 1))
+            .map(|(i, (a, p))| {
+                let dial = p.as_ref().map_or(*a, |p| p.addr);
+                format!("    peer {} {dial};\n", i + 1)
+            })
             .collect();
         let mut c = Cluster {
             bin: bin.into(),
@@ -103,9 +131,10 @@ impl Cluster {
             options,
             peers,
             members: Vec::new(),
+            proxies: Vec::new(),
         };
-        for (i, addr) in raft.into_iter().enumerate() {
-            c.add_member_at(i as u64 + 1, addr);
+        for (i, (addr, proxy)) in addrs.into_iter().enumerate() {
+            c.add_member_at(i as u64 + 1, addr, proxy);
         }
         for i in 0..c.members.len() {
             c.spawn(i);
@@ -113,7 +142,14 @@ impl Cluster {
         c
     }
 
-    fn add_member_at(&mut self, id: u64, raft: SocketAddr) -> usize {
+    fn add_member_at(
+        &mut self,
+        id: u64,
+        raft: SocketAddr,
+        proxy: Option<faults::LinkProxy>,
+    ) -> usize {
+        let dial = proxy.as_ref().map_or(raft, |p| p.addr);
+        self.proxies.push(proxy);
         let http = free_addr();
         let dir = self.dir.join(format!("n{id}"));
         std::fs::create_dir_all(&dir).expect("member dir");
@@ -136,6 +172,7 @@ impl Cluster {
             id,
             http,
             raft,
+            dial,
             dir,
             conf,
             child: None,
@@ -148,7 +185,8 @@ impl Cluster {
     /// through `POST /api/2/cluster/nodes`; returns its index.
     pub fn start_new_member(&mut self) -> usize {
         let id = self.members.iter().map(|m| m.id).max().unwrap_or(0) + 1;
-        let i = self.add_member_at(id, free_addr());
+        let (addr, proxy) = raft_addr(id, self.options.link_faults);
+        let i = self.add_member_at(id, addr, proxy);
         self.spawn(i);
         i
     }
@@ -183,6 +221,34 @@ impl Cluster {
             // SAFETY: kill(2) with a pid this harness spawned and still holds.
             let r = unsafe { libc::kill(pid as libc::pid_t, sig) };
             assert_eq!(r, 0, "kill({pid}, {sig})");
+        }
+    }
+
+    /// Cuts every link between the members in `side` and the others, both ways (needs
+    /// `link_faults`): a partition.
+    pub fn partition(&self, side: &[usize]) {
+        for a in 0..self.members.len() {
+            for b in 0..self.members.len() {
+                if side.contains(&a) != side.contains(&b) {
+                    if let Some(p) = &self.proxies[b] {
+                        p.cut(self.members[a].raft.ip());
+                    }
+                }
+            }
+        }
+    }
+
+    /// Heals every link: no cuts, no delays.
+    pub fn heal(&self) {
+        for p in self.proxies.iter().flatten() {
+            p.heal_all();
+        }
+    }
+
+    /// Every chunk to or from member `i`'s Raft port waits `d` (a slow link).
+    pub fn slow(&self, i: usize, d: Duration) {
+        if let Some(p) = &self.proxies[i] {
+            p.delay(d);
         }
     }
 

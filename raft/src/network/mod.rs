@@ -91,6 +91,11 @@ pub struct NetworkConfig {
     /// Largest single gRPC message either way (tonic's default is 4 MiB; a batch of
     /// AppendEntries can be bigger).
     pub max_message_bytes: usize,
+    /// The address connections to peers leave from: the node's own Raft listen address
+    /// when it names one (on a multi-homed host, peers see the node where they expect
+    /// it; on loopback, a fault-injecting proxy can tell which node is dialling). `None`
+    /// lets the kernel choose.
+    pub local_ip: Option<std::net::IpAddr>,
 }
 
 impl Default for NetworkConfig {
@@ -109,6 +114,7 @@ impl Default for NetworkConfig {
             backoff_max: Duration::from_secs(1),
             max_message_bytes: 64 * MIB as usize,
             max_proposals_in_flight: 2,
+            local_ip: None,
         }
     }
 }

@@ -74,6 +74,7 @@ impl Peer {
         let channel = Endpoint::from_shared(format!("http://{addr}"))
             .map(|e| {
                 e.connect_timeout(config.connect_timeout)
+                    .local_address(config.local_ip)
                     .tcp_nodelay(true)
                     .http2_keep_alive_interval(Duration::from_secs(10))
                     .keep_alive_timeout(Duration::from_secs(5))
