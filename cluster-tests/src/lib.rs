@@ -8,6 +8,8 @@
 
 pub mod checker;
 pub mod faults;
+pub mod history;
+pub mod scenario;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
