@@ -306,3 +306,37 @@ mod seeds {
         }
     }
 }
+
+/// DESIGN §3 promises 3 and 6: learning never waits on consensus, and without a majority
+/// the data path keeps serving from the last applied state. Node 1, alone, still answers
+/// new clients at once (their sessions are queued, not committed) and still routes the
+/// sessions it had applied.
+#[test]
+fn a_node_without_a_majority_serves_and_routes_without_waiting() {
+    let mut c = start();
+    let node1 = c.members[0].http;
+    let (server, sid) = visit(node1, None);
+    let sid = sid.expect("a session");
+    assert!(eventually(Duration::from_secs(3), || visit(
+        node1,
+        Some(&sid)
+    )
+    .0 == server));
+    c.pause(1);
+    c.pause(2);
+    for _ in 0..5 {
+        let t = Instant::now();
+        let (_, new) = visit(node1, None);
+        assert!(new.is_some(), "a new client got a session");
+        assert!(
+            t.elapsed() < Duration::from_millis(500),
+            "a learning request waited {:?} on a cluster without a majority",
+            t.elapsed()
+        );
+        assert_eq!(
+            visit(node1, Some(&sid)).0,
+            server,
+            "the applied session still routes"
+        );
+    }
+}

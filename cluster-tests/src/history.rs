@@ -8,13 +8,13 @@
 //!   is left out of the history;
 //! - anything else (504, a timeout, a connection lost after sending) → `Unknown`.
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use crate::checker::{Kind, Op, Outcome};
+use crate::{exchange, Exchange};
 
 /// The zone the clients use; the cluster's configuration must declare it.
 pub const ZONE: &str = "one";
@@ -52,39 +52,6 @@ impl Recorder {
     }
 }
 
-/// What one HTTP exchange gave: not sent at all, sent but no (complete) answer, or a
-/// status and body.
-enum Exchange {
-    NotSent,
-    NoAnswer,
-    Answer(u16, String),
-}
-
-fn exchange(addr: SocketAddr, method: &str, path: &str, body: &str) -> Exchange {
-    let Ok(mut s) = TcpStream::connect_timeout(&addr, Duration::from_millis(500)) else {
-        return Exchange::NotSent;
-    };
-    let _ = s.set_read_timeout(Some(ANSWER_TIMEOUT));
-    let _ = s.set_nodelay(true);
-    let req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
-        body.len()
-    );
-    if s.write_all(req.as_bytes()).is_err() {
-        return Exchange::NoAnswer;
-    }
-    let mut out = String::new();
-    if s.read_to_string(&mut out).is_err() {
-        return Exchange::NoAnswer;
-    }
-    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok());
-    let body = out.split_once("\r\n\r\n").map(|(_, b)| b.to_string());
-    match (status, body) {
-        (Some(s), Some(b)) => Exchange::Answer(s, b),
-        _ => Exchange::NoAnswer,
-    }
-}
-
 fn code(body: &str) -> String {
     serde_json::from_str::<serde_json::Value>(body)
         .ok()
@@ -102,12 +69,12 @@ pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Ki
         Kind::Read => ("GET", format!("{zone}?key={key}"), String::new()),
     };
     let call = rec.now();
-    let answer = exchange(addr, method, &path, &body);
+    let answer = exchange(addr, method, &path, &body, ANSWER_TIMEOUT);
     let ret = rec.now();
     let outcome = match (&kind, answer) {
-        (_, Exchange::NotSent) => return,
+        (_, Exchange::NotSent(_)) => return,
         (_, Exchange::Answer(503, _)) => return,
-        (_, Exchange::NoAnswer) => Outcome::Unknown,
+        (_, Exchange::NoAnswer(_)) => Outcome::Unknown,
         (Kind::Read, Exchange::Answer(200, b)) => {
             let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
             match v.get(key).and_then(|x| x.as_str()) {

@@ -372,29 +372,54 @@ pub fn call_with(
     body: &str,
     timeout: Duration,
 ) -> Result<(u16, String), String> {
-    let mut s = TcpStream::connect_timeout(&addr, timeout).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_write_timeout(Some(timeout))
-        .map_err(|e| e.to_string())?;
-    s.set_nodelay(true).map_err(|e| e.to_string())?;
+    match exchange(addr, method, path, body, timeout) {
+        Exchange::Answer(status, body) => Ok((status, body)),
+        Exchange::NotSent(e) => Err(format!("not sent: {e}")),
+        Exchange::NoAnswer(e) => Err(format!("no answer: {e}")),
+    }
+}
+
+/// What one HTTP/1.1 exchange gave. The difference between the first two is what a
+/// history needs: a request never sent certainly changed nothing, one sent but not
+/// answered may have.
+#[derive(Debug)]
+pub enum Exchange {
+    NotSent(String),
+    NoAnswer(String),
+    Answer(u16, String),
+}
+
+/// One request on a fresh connection, each step bounded by `timeout`.
+pub fn exchange(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    body: &str,
+    timeout: Duration,
+) -> Exchange {
+    let mut s = match TcpStream::connect_timeout(&addr, timeout) {
+        Ok(s) => s,
+        Err(e) => return Exchange::NotSent(e.to_string()),
+    };
+    let _ = s.set_read_timeout(Some(timeout));
+    let _ = s.set_write_timeout(Some(timeout));
+    let _ = s.set_nodelay(true);
     let req = format!(
         "{method} {path} HTTP/1.1\r\nHost: t\r\nConnection: close\r\nContent-Length: {}\r\n\r\n{body}",
         body.len()
     );
-    s.write_all(req.as_bytes()).map_err(|e| e.to_string())?;
+    if let Err(e) = s.write_all(req.as_bytes()) {
+        return Exchange::NoAnswer(e.to_string());
+    }
     let mut out = String::new();
-    s.read_to_string(&mut out).map_err(|e| e.to_string())?;
-    let status = out
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .ok_or_else(|| format!("no status in {out:?}"))?;
-    let body = out
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    Ok((status, body))
+    if let Err(e) = s.read_to_string(&mut out) {
+        return Exchange::NoAnswer(e.to_string());
+    }
+    let status = out.split_whitespace().nth(1).and_then(|c| c.parse().ok());
+    match (status, out.split_once("\r\n\r\n")) {
+        (Some(status), Some((_, body))) => Exchange::Answer(status, body.to_string()),
+        _ => Exchange::NoAnswer(format!("no status in {out:?}")),
+    }
 }
 
 /// Polls `f` every 50 ms until it holds, up to `limit`.

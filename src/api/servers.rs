@@ -97,7 +97,7 @@ pub(crate) async fn post<B: Backend>(
     u: &Ref,
     body: &Bytes,
 ) -> Result<ApiResponse, ApiError> {
-    let spec = Fields::parse(body)?.spec()?;
+    let spec = Fields::parse(body)?.spec(u.kind)?;
     let upstream = u.clone();
     write(b, u.kind, 201, Command::ServerAdd { upstream, spec }).await
 }
@@ -108,7 +108,7 @@ pub(crate) async fn patch<B: Backend>(
     id: u64,
     body: &Bytes,
 ) -> Result<ApiResponse, ApiError> {
-    let changes = Fields::parse(body)?.changes()?;
+    let changes = Fields::parse(body)?.changes(u.kind)?;
     let upstream = u.clone();
     write(
         b,
@@ -205,21 +205,16 @@ fn time(name: &str, v: &Value, bad: raftgate_raft::Rejected) -> Result<u64, ApiE
 }
 
 /// The address as the data path can connect to it, or the error nginx gives.
-fn address(server: &str) -> Result<String, ApiError> {
-    let host = match server.strip_prefix('[') {
-        Some(rest) => rest.split(']').next().unwrap_or(rest),
-        None => server.rsplit_once(':').map_or(server, |(h, _)| h),
-    };
-    if host.parse::<std::net::IpAddr>().is_err() && !server.starts_with("unix:") {
-        let valid = !host.is_empty()
-            && host
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'));
-        if valid {
-            return Err(ApiError::no_resolver(host));
+/// The address as given, unless it names a host by name: raftgate has no resolver. The
+/// reducer normalizes the address (or refuses it) with the same rule.
+fn address(kind: Kind, server: &str) -> Result<String, ApiError> {
+    match raftgate_raft::normalize_address(kind, server, false) {
+        Ok(n) if n.parse::<std::net::SocketAddr>().is_err() => {
+            let host = n.rsplit_once(':').map_or(n.as_str(), |(h, _)| h);
+            Err(ApiError::no_resolver(host))
         }
+        _ => Ok(server.to_string()),
     }
-    Ok(server.to_string())
 }
 
 impl Fields {
@@ -270,11 +265,11 @@ impl Fields {
         Ok(f)
     }
 
-    fn spec(self) -> Result<ServerSpec, ApiError> {
+    fn spec(self, kind: Kind) -> Result<ServerSpec, ApiError> {
         let server = self
             .server
             .ok_or_else(|| format_error("missing \"server\" argument"))?;
-        let server = address(&server)?;
+        let server = address(kind, &server)?;
         if let Some(svc) = &self.service {
             return Err(ApiError::no_resolver(svc));
         }
@@ -291,10 +286,10 @@ impl Fields {
         Ok(spec)
     }
 
-    fn changes(self) -> Result<ServerChanges, ApiError> {
+    fn changes(self, kind: Kind) -> Result<ServerChanges, ApiError> {
         // nginx documents no resolver error for PATCH: a name is an invalid argument there.
         let server = match self.server {
-            Some(s) => Some(address(&s).map_err(|_| {
+            Some(s) => Some(address(kind, &s).map_err(|_| {
                 ApiError::from(raftgate_raft::Rejected::UpstreamBadAddress { server: s.clone() })
             })?),
             None => None,
@@ -322,7 +317,7 @@ mod tests {
 
     fn err(body: &str) -> (u16, &'static str) {
         let e = Fields::parse(body.as_bytes())
-            .and_then(Fields::spec)
+            .and_then(|f| f.spec(Kind::Http))
             .expect_err("refused");
         (e.status, e.code)
     }
@@ -381,7 +376,7 @@ mod tests {
                  "fail_timeout":"1m","slow_start":"500ms","route":"a","backup":false,
                  "down":true,"drain":true,"parent":"x","host":"h"}"#,
         )
-        .and_then(Fields::spec)
+        .and_then(|f| f.spec(Kind::Http))
         .expect("valid");
         assert_eq!(spec.server, "10.0.0.1:8080");
         assert_eq!((spec.weight, spec.max_conns, spec.max_fails), (3, 5, 2));

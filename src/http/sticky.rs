@@ -30,25 +30,14 @@ fn first_non_empty(list: &[Template], req: &mut Req) -> Option<String> {
     list.iter().map(|t| t.eval(req)).find(|v| !v.is_empty())
 }
 
-fn request_cookie(req: &Req, name: &str) -> Option<String> {
-    for v in req.headers.get_all(header::COOKIE) {
-        let Ok(v) = v.to_str() else { continue };
-        for part in v.split(';') {
-            let (k, val) = part.trim().split_once('=').unwrap_or((part.trim(), ""));
-            if k == name && !val.is_empty() {
-                return Some(val.to_string());
-            }
-        }
-    }
-    None
-}
-
 /// The server the request is bound to, if any, before the first pick.
 pub fn bind(group: &Pinned<'_>, req: &mut Req, node: Option<&Node>) -> Binding {
     match &group.conf().sticky {
         None => Binding::default(),
         Some(Sticky::Cookie(c)) => Binding {
-            server: request_cookie(req, &c.name).and_then(|id| group.by_sticky_id(&id)),
+            server: crate::vars::http::cookie(&req.headers, &c.name)
+                .filter(|v| !v.is_empty())
+                .and_then(|id| group.by_sticky_id(&id)),
             ..Binding::default()
         },
         Some(Sticky::Route(vars)) => Binding {

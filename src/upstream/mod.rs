@@ -397,12 +397,11 @@ impl Pinned<'_> {
             .map(|p| p.conf.addr.to_string())
     }
 
-    /// The position of the server at `addr` (as `SocketAddr` prints it).
+    /// The position of the server at `addr` (as `SocketAddr` prints it, the way sessions
+    /// record it); `None` for an address that is not one.
     pub fn by_addr(&self, addr: &str) -> Option<usize> {
-        self.group
-            .peers
-            .iter()
-            .position(|p| p.conf.addr.to_string() == addr)
+        let addr: SocketAddr = addr.parse().ok()?;
+        self.group.peers.iter().position(|p| p.conf.addr == addr)
     }
 
     /// As [`Upstream::select_bound`], on this view: the bound server if it can take the

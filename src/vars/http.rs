@@ -276,7 +276,8 @@ pub fn arg(args: &str, name: &str) -> Option<String> {
     None
 }
 
-fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
+/// The request cookie `name` (nginx's `$cookie_NAME`).
+pub(crate) fn cookie(h: &HeaderMap, name: &str) -> Option<String> {
     for v in h.get_all(COOKIE) {
         let v = v.to_str().ok()?;
         for part in v.split(';') {
