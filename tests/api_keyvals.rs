@@ -33,7 +33,7 @@ impl Single {
             listener: None,
             members: BTreeMap::from([(1, String::new())]),
             data_dir: dir.clone(),
-            raft: NodeOptions::raft_config(None).expect("config"),
+            raft: NodeOptions::raft_config(None, None).expect("config"),
             network: NetworkConfig::default(),
         })
         .await

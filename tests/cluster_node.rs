@@ -49,7 +49,7 @@ fn single_node(dir: &std::path::Path) -> NodeOptions {
         listener: None,
         members: BTreeMap::from([(1, String::new())]),
         data_dir: dir.to_path_buf(),
-        raft: NodeOptions::raft_config(None).expect("config"),
+        raft: NodeOptions::raft_config(None, None).expect("config"),
         network: NetworkConfig::default(),
     }
 }
@@ -101,7 +101,7 @@ impl Cluster {
             listener: Some(listener),
             members: self.addrs.clone(),
             data_dir: self.dirs[(id - 1) as usize].clone(),
-            raft: NodeOptions::raft_config(None).expect("config"),
+            raft: NodeOptions::raft_config(None, None).expect("config"),
             network: network(),
         })
         .await
@@ -321,7 +321,7 @@ async fn a_data_directory_from_another_cluster_is_refused_with_a_clear_error() {
             (3, "127.0.0.1:3".into()),
         ]),
         data_dir: dir.clone(),
-        raft: NodeOptions::raft_config(None).expect("config"),
+        raft: NodeOptions::raft_config(None, None).expect("config"),
         network: NetworkConfig::default(),
     };
     let err = Node::start(three).await.expect_err("refused");

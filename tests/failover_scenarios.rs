@@ -10,7 +10,7 @@ const BIN: &str = env!("CARGO_BIN_EXE_raftgate");
 
 #[test]
 fn every_scenario_keeps_the_history_linearizable() {
-    for name in SCENARIOS {
+    for (name, _) in SCENARIOS {
         let c = Config {
             scenario: name.to_string(),
             nodes: 3,
@@ -30,6 +30,15 @@ fn every_scenario_keeps_the_history_linearizable() {
             "{name}: {:?} (kept in {})",
             report.verdict,
             c.keep.display()
+        );
+        assert!(
+            report.agreement.holds(),
+            "{name}: nodes disagree after the faults: {:?}",
+            report.agreement
+        );
+        assert!(
+            report.agreement.sessions_checked > 0,
+            "{name}: no sticky session to check"
         );
     }
 }

@@ -8,9 +8,10 @@
 //! makes faults per link possible:
 //! - `cut(from)`: connections from `from` are refused, and the open ones are closed (a
 //!   partition is `cut` both ways);
-//! - `delay(d)`: every forwarded chunk waits `d` first (a slow link to this node).
+//! - `delay(d)`: every forwarded chunk waits `d` first (a slow link to this node);
+//! - `delay_from(from, d)`: the same, for connections from `from` only.
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
 use std::net::{IpAddr, Shutdown, SocketAddr, TcpListener, TcpStream};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,15 @@ use std::time::Duration;
 struct Rules {
     cut: HashSet<IpAddr>,
     delay: Duration,
+    delay_from: HashMap<IpAddr, Duration>,
+}
+
+impl Rules {
+    fn delay(&self, from: IpAddr) -> Duration {
+        self.delay_from
+            .get(&from)
+            .map_or(self.delay, |d| (*d).max(self.delay))
+    }
 }
 
 /// An open forwarded connection: its source, and both sockets to close it with.
@@ -78,8 +88,8 @@ impl LinkProxy {
                         server: sv,
                     });
                 }
-                pump(&client, &server, r.clone());
-                pump(&server, &client, r.clone());
+                pump(&client, &server, from, r.clone());
+                pump(&server, &client, from, r.clone());
             }
         });
         LinkProxy {
@@ -115,11 +125,17 @@ impl LinkProxy {
         let mut r = lock(&self.rules);
         r.cut.clear();
         r.delay = Duration::ZERO;
+        r.delay_from.clear();
     }
 
     /// Every chunk forwarded to or from this node waits `d` first.
     pub fn delay(&self, d: Duration) {
         lock(&self.rules).delay = d;
+    }
+
+    /// Every chunk forwarded on connections from `from` waits `d` first.
+    pub fn delay_from(&self, from: IpAddr, d: Duration) {
+        lock(&self.rules).delay_from.insert(from, d);
     }
 }
 
@@ -136,7 +152,7 @@ impl Drop for LinkProxy {
 }
 
 /// Copies `from` to `to` on a thread of its own until either side closes.
-fn pump(from: &TcpStream, to: &TcpStream, rules: Arc<Mutex<Rules>>) {
+fn pump(from: &TcpStream, to: &TcpStream, source: IpAddr, rules: Arc<Mutex<Rules>>) {
     let (Ok(mut from), Ok(mut to)) = (from.try_clone(), to.try_clone()) else {
         return;
     };
@@ -147,7 +163,7 @@ fn pump(from: &TcpStream, to: &TcpStream, rules: Arc<Mutex<Rules>>) {
                 Ok(0) | Err(_) => break,
                 Ok(n) => n,
             };
-            let delay = lock(&rules).delay;
+            let delay = lock(&rules).delay(source);
             if !delay.is_zero() {
                 std::thread::sleep(delay);
             }
@@ -236,9 +252,20 @@ mod tests {
         );
         p.heal("127.0.0.2".parse().expect("ip"));
         assert_eq!(round_trip(p.addr, "127.0.0.2").expect("healed"), "ping");
-        p.delay(Duration::from_millis(50));
+        p.delay_from("127.0.0.3".parse().expect("ip"), Duration::from_millis(50));
         let t = std::time::Instant::now();
         assert_eq!(round_trip(p.addr, "127.0.0.3").expect("slow"), "ping");
+        assert!(
+            t.elapsed() >= Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        let t = std::time::Instant::now();
+        assert_eq!(round_trip(p.addr, "127.0.0.2").expect("fast"), "ping");
+        assert!(t.elapsed() < Duration::from_millis(50), "{:?}", t.elapsed());
+        p.delay(Duration::from_millis(50));
+        let t = std::time::Instant::now();
+        assert_eq!(round_trip(p.addr, "127.0.0.2").expect("slow"), "ping");
         assert!(
             t.elapsed() >= Duration::from_millis(100),
             "{:?}",

@@ -106,6 +106,37 @@ pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Ki
     });
 }
 
+/// The HTTP addresses clients pick from; a membership change updates it while they run.
+#[derive(Clone, Default)]
+pub struct Nodes(Arc<Mutex<Vec<SocketAddr>>>);
+
+impl Nodes {
+    pub fn new(addrs: Vec<SocketAddr>) -> Nodes {
+        Nodes(Arc::new(Mutex::new(addrs)))
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<SocketAddr>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn pick(&self, rng: &mut fastrand::Rng) -> Option<SocketAddr> {
+        let nodes = self.lock();
+        (!nodes.is_empty()).then(|| nodes[rng.usize(..nodes.len())])
+    }
+
+    pub fn add(&self, addr: SocketAddr) {
+        self.lock().push(addr);
+    }
+
+    pub fn remove(&self, addr: SocketAddr) {
+        self.lock().retain(|a| *a != addr);
+    }
+
+    pub fn all(&self) -> Vec<SocketAddr> {
+        self.lock().clone()
+    }
+}
+
 /// Clients running until `stop`: each picks a random node, key and operation.
 pub struct Clients {
     pub stop: Arc<AtomicBool>,
@@ -113,13 +144,7 @@ pub struct Clients {
 }
 
 impl Clients {
-    pub fn start(
-        rec: &Recorder,
-        nodes: Vec<SocketAddr>,
-        clients: u32,
-        keys: u32,
-        seed: u64,
-    ) -> Clients {
+    pub fn start(rec: &Recorder, nodes: &Nodes, clients: u32, keys: u32, seed: u64) -> Clients {
         let stop = Arc::new(AtomicBool::new(false));
         let threads = (0..clients)
             .map(|c| {
@@ -131,7 +156,9 @@ impl Clients {
                     let mut n = 0u64;
                     while !stop.load(Ordering::Relaxed) {
                         n += 1;
-                        let addr = nodes[rng.usize(..nodes.len())];
+                        let Some(addr) = nodes.pick(&mut rng) else {
+                            break;
+                        };
                         let key = format!("k{}", rng.u32(..keys));
                         let value = format!("c{c}-{n}");
                         let kind = match rng.u8(..10) {

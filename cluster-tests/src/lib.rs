@@ -6,10 +6,13 @@
 //! API — and waits on what the API shows, never on fixed sleeps. A harness that panics
 //! prints the tail of every member's error log, so a failed CI run says what the nodes saw.
 
+pub mod agreement;
 pub mod checker;
 pub mod faults;
 pub mod history;
+pub mod probe;
 pub mod scenario;
+pub mod schedule;
 
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -247,11 +250,39 @@ impl Cluster {
         }
     }
 
-    /// Every chunk to or from member `i`'s Raft port waits `d` (a slow link).
+    /// Every chunk member `i` exchanges with its peers waits `d`: on the connections
+    /// peers open to it, and on those it opens to them (slow links).
     pub fn slow(&self, i: usize, d: Duration) {
         if let Some(p) = &self.proxies[i] {
             p.delay(d);
         }
+        let ip = self.members[i].raft.ip();
+        for (j, p) in self.proxies.iter().enumerate() {
+            if let (true, Some(p)) = (j != i, p) {
+                p.delay_from(ip, d);
+            }
+        }
+    }
+
+    /// Graceful stop of member `i` (SIGQUIT, as `raftgate -s quit`), waiting for it to exit.
+    pub fn stop(&mut self, i: usize) {
+        self.signal(i, libc::SIGQUIT);
+        if let Some(mut c) = self.members[i].child.take() {
+            let exited = eventually(Duration::from_secs(20), || {
+                matches!(c.try_wait(), Ok(Some(_)))
+            });
+            if !exited {
+                let _ = c.kill();
+                let _ = c.wait();
+            }
+        }
+    }
+
+    /// The indexes of the members that are running and not paused.
+    pub fn live(&self) -> Vec<usize> {
+        (0..self.members.len())
+            .filter(|i| self.members[*i].running() && !self.members[*i].paused)
+            .collect()
     }
 
     /// SIGSTOP: the process holds its sockets but answers nothing.
@@ -350,7 +381,12 @@ impl Drop for Cluster {
                 );
             }
         }
-        let _ = std::fs::remove_dir_all(&self.dir);
+        // RAFTGATE_CLUSTER_KEEP=1 keeps every member's directory (config, data, log).
+        if std::env::var_os("RAFTGATE_CLUSTER_KEEP").is_some() {
+            eprintln!("kept the cluster's directories in {}", self.dir.display());
+        } else {
+            let _ = std::fs::remove_dir_all(&self.dir);
+        }
     }
 }
 

@@ -5,18 +5,14 @@
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
+use crate::agreement::{self, Agreement, Backends, Traffic};
 use crate::checker::{self, Kind, Outcome, Verdict};
-use crate::history::{Clients, Recorder};
+use crate::history::{Clients, Nodes, Recorder};
+use crate::probe::Probe;
+use crate::schedule::{self, World};
 use crate::{eventually, Cluster, Options};
 
-/// The scenarios, by the name the command takes.
-pub const SCENARIOS: &[&str] = &[
-    "leader-kill",
-    "follower-kill",
-    "leader-partition",
-    "minority-partition",
-    "leader-pause",
-];
+pub use crate::schedule::SCENARIOS;
 
 #[derive(Debug, Clone)]
 pub struct Config {
@@ -40,6 +36,8 @@ pub struct Report {
     pub verdict: Verdict,
     /// After each fault: how long until a write was acknowledged again.
     pub unavailable: Vec<Duration>,
+    /// Sticky sessions and drain flags across the nodes once the faults stopped.
+    pub agreement: Agreement,
 }
 
 impl Report {
@@ -47,7 +45,13 @@ impl Report {
         self.verdict == Verdict::Linearizable
     }
 
-    fn quantile(&self, q: f64) -> Option<Duration> {
+    /// The run's verdict: a linearizable history (so no acknowledged write lost, no
+    /// value nobody wrote) and nodes that agree.
+    pub fn passed(&self) -> bool {
+        self.linearizable() && self.agreement.holds()
+    }
+
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
         let mut w = self.unavailable.clone();
         w.sort();
         let i = ((w.len() as f64 - 1.0) * q).round() as usize;
@@ -57,10 +61,12 @@ impl Report {
     pub fn summary(&self, c: &Config) -> String {
         let ms =
             |d: Option<Duration>| d.map_or("-".to_string(), |d| format!("{} ms", d.as_millis()));
+        let a = &self.agreement;
         format!(
             "scenario {} (nodes {}, {:?}, seed {}): operations {}, acknowledged writes {}, unknown {}, \
              faults {}, linearizable {}, lost acknowledged writes {}, write unavailability after a \
-             fault: p50 {}, max {}",
+             fault: p50 {}, max {}; sticky sessions checked {}, split {}, drain flags agree {}; \
+             verdict {}",
             c.scenario,
             c.nodes,
             c.duration,
@@ -73,23 +79,35 @@ impl Report {
             if self.linearizable() { "0" } else { "see the history" },
             ms(self.quantile(0.5)),
             ms(self.quantile(1.0)),
+            a.sessions_checked,
+            a.sessions_split.len(),
+            if a.drain_agrees { "yes" } else { "NO" },
+            if self.passed() { "PASS" } else { "FAIL" },
         )
     }
 }
 
 /// Runs one scenario; `progress` is told what happens as it happens.
 pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Report, String> {
-    if !SCENARIOS.contains(&c.scenario.as_str()) {
+    if !SCENARIOS.iter().any(|(n, _)| *n == c.scenario) {
+        let names: Vec<&str> = SCENARIOS.iter().map(|(n, _)| *n).collect();
         return Err(format!(
-            "unknown scenario {:?}; one of {SCENARIOS:?}",
+            "unknown scenario {:?}; one of {names:?}",
             c.scenario
         ));
     }
+    let backends = Backends::start();
     let mut cluster = Cluster::start(
         bin,
         Options {
             nodes: c.nodes,
             link_faults: true,
+            http: format!(
+                "keyval_zone zone={}:1m;\n{}",
+                crate::history::ZONE,
+                backends.http_conf()
+            ),
+            server: Backends::server_conf(),
             ..Options::default()
         },
     );
@@ -100,9 +118,10 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
         }
     }
     let rec = Recorder::default();
-    let nodes: Vec<std::net::SocketAddr> = cluster.members.iter().map(|m| m.http).collect();
-    let clients = Clients::start(&rec, nodes.clone(), c.clients, c.keys, c.seed);
-    let probe = Probe::start(&rec, nodes);
+    let nodes = Nodes::new(cluster.members.iter().map(|m| m.http).collect());
+    let clients = Clients::start(&rec, &nodes, c.clients, c.keys, c.seed);
+    let traffic = Traffic::start(&nodes, c.seed);
+    let mut probe = Probe::start(&rec, &nodes.all());
     let mut rng = fastrand::Rng::with_seed(c.seed);
     // A second of load before the first fault, so that every run starts from a cluster
     // that is writing.
@@ -110,92 +129,62 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
     let started = Instant::now();
     let mut faults = Vec::new();
     while started.elapsed() < c.duration {
-        let hold = Duration::from_millis(rng.u64(800..2500));
-        let Some(leader) = cluster.leader(Duration::from_secs(10)) else {
+        let injected = schedule::inject(
+            &c.scenario,
+            &mut World {
+                cluster: &mut cluster,
+                rec: &rec,
+                nodes: &nodes,
+                probe: &mut probe,
+                rng: &mut rng,
+            },
+        )?;
+        if injected.is_empty() {
             progress("no leader within 10 s; waiting");
-            continue;
-        };
-        let n = cluster.members.len();
-        let follower = (leader + 1 + rng.usize(..n - 1)) % n;
-        let at = rec.now();
-        let what = match c.scenario.as_str() {
-            "leader-kill" => {
-                cluster.kill9(leader);
-                std::thread::sleep(hold);
-                cluster.spawn(leader);
-                format!(
-                    "kill -9 of the leader (node {}), restarted after {hold:?}",
-                    leader + 1
-                )
-            }
-            "follower-kill" => {
-                cluster.kill9(follower);
-                std::thread::sleep(hold);
-                cluster.spawn(follower);
-                format!("kill -9 of node {}, restarted after {hold:?}", follower + 1)
-            }
-            "leader-partition" => {
-                cluster.partition(&[leader]);
-                std::thread::sleep(hold);
-                cluster.heal();
-                format!("the leader (node {}) cut off for {hold:?}", leader + 1)
-            }
-            "minority-partition" => {
-                cluster.partition(&[follower]);
-                std::thread::sleep(hold);
-                cluster.heal();
-                format!("node {} cut off for {hold:?}", follower + 1)
-            }
-            _ => {
-                let pause = hold + Duration::from_millis(800);
-                cluster.pause(leader);
-                std::thread::sleep(pause);
-                cluster.resume(leader);
-                format!("the leader (node {}) paused for {pause:?}", leader + 1)
-            }
-        };
-        faults.push(at);
-        progress(&format!(
-            "{:>5.1}s  {what}; {} operations so far",
-            started.elapsed().as_secs_f64(),
-            rec.ops().len()
-        ));
-        // Let the cluster settle before the next fault.
+        }
+        // Let the cluster settle before the next fault: a leader every node names.
         let _ = eventually(Duration::from_secs(10), || {
             cluster.leader(Duration::from_millis(200)).is_some()
         });
+        for f in injected {
+            // Writable again, or not within 10 s (then the window is left open).
+            let _ = eventually(Duration::from_secs(10), || {
+                probe.window_after(f.at).is_some()
+            });
+            let window = probe
+                .window_after(f.at)
+                .map_or("none within 10 s".to_string(), |w| {
+                    format!("{} ms", w.as_millis())
+                });
+            progress(&format!(
+                "{:>5.1}s  {}; writable again after {window}; {} operations so far",
+                started.elapsed().as_secs_f64(),
+                f.what,
+                rec.ops().len()
+            ));
+            faults.push(f.at);
+        }
     }
     clients.finish();
-    let probes = probe.finish();
+    let sessions = traffic.finish();
     // Every node up and joined, then one last read of every key through every node.
     cluster.heal();
     let _ = cluster.leader(Duration::from_secs(30));
-    for (i, m) in cluster.members.iter().enumerate() {
+    let live = nodes.all();
+    for (i, addr) in live.iter().enumerate() {
         for k in 0..c.keys {
-            crate::history::run_op(
-                &rec,
-                m.http,
-                10_000 + i as u32,
-                &format!("k{k}"),
-                Kind::Read,
-            );
+            crate::history::run_op(&rec, *addr, 10_000 + i as u32, &format!("k{k}"), Kind::Read);
         }
     }
+    let unavailable: Vec<Duration> = faults
+        .iter()
+        .filter_map(|at| probe.window_after(*at))
+        .collect();
+    probe.finish();
+    let agreement = agreement::check(&live, &sessions, 200);
     let ops = rec.ops();
     let verdict = checker::check(&ops);
     let is_write = |o: &checker::Op| o.kind != Kind::Read;
-    // The window after a fault: until the first probe write invoked after it succeeds.
-    let mut unavailable = Vec::new();
-    for at in &faults {
-        let back = probes
-            .iter()
-            .filter(|(call, _)| call >= at)
-            .map(|(_, ret)| *ret)
-            .min();
-        if let Some(t) = back {
-            unavailable.push(Duration::from_nanos(t - at));
-        }
-    }
     let report = Report {
         operations: ops.len(),
         acknowledged: ops
@@ -206,8 +195,9 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
         faults: faults.len(),
         verdict,
         unavailable,
+        agreement,
     };
-    if !report.linearizable() {
+    if !report.passed() {
         keep(&cluster, c, &report, &ops);
     }
     Ok(report)
@@ -233,56 +223,17 @@ fn keep(cluster: &Cluster, c: &Config, report: &Report, ops: &[checker::Op]) {
     let _ = std::fs::write(dir.join("history.jsonl"), lines.join("\n"));
     let _ = std::fs::write(
         dir.join("report.txt"),
-        format!("{}\n{:?}\n", report.summary(c), report.verdict),
+        format!(
+            "{}\n{:?}\nsticky sessions routed differently by two nodes: {:?}\n",
+            report.summary(c),
+            report.verdict,
+            report.agreement.sessions_split
+        ),
     );
     for (i, m) in cluster.members.iter().enumerate() {
         let _ = std::fs::copy(
             m.dir.join("error.log"),
             dir.join(format!("node{}.log", i + 1)),
         );
-    }
-}
-
-/// A writer that measures availability: every 20 ms it writes one key of its own (so the
-/// clients' history is untouched) through a random node with a short timeout, and keeps
-/// the (call, return) times of the writes that were acknowledged.
-struct Probe {
-    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
-    thread: std::thread::JoinHandle<Vec<(u64, u64)>>,
-}
-
-impl Probe {
-    fn start(rec: &Recorder, nodes: Vec<std::net::SocketAddr>) -> Probe {
-        use std::sync::atomic::Ordering;
-        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-        let (s, rec) = (stop.clone(), rec.clone());
-        let thread = std::thread::spawn(move || {
-            let zone = format!("/api/2/http/keyvals/{}", crate::history::ZONE);
-            let timeout = Duration::from_secs(1);
-            let mut ok = Vec::new();
-            let mut n = 0u64;
-            while !s.load(Ordering::Relaxed) {
-                n += 1;
-                let addr = nodes[fastrand::usize(..nodes.len())];
-                let call = rec.now();
-                let body = format!("{{\"probe\":\"{n}\"}}");
-                // PATCH the key, or POST it while it does not exist yet.
-                let r = match crate::call_with(addr, "PATCH", &zone, &body, timeout) {
-                    Ok((404, _)) => crate::call_with(addr, "POST", &zone, &body, timeout),
-                    r => r,
-                };
-                if let Ok((201 | 204, _)) = r {
-                    ok.push((call, rec.now()));
-                }
-                std::thread::sleep(Duration::from_millis(20));
-            }
-            ok
-        });
-        Probe { stop, thread }
-    }
-
-    fn finish(self) -> Vec<(u64, u64)> {
-        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
-        self.thread.join().unwrap_or_default()
     }
 }

@@ -38,18 +38,30 @@ pub struct NodeOptions {
 }
 
 impl NodeOptions {
-    /// Raft timing for a LAN: heartbeats every 100 ms, elections after 400–800 ms of
-    /// silence (well above a durable append of ~0.3 ms and a loopback round trip).
+    /// Raft timing from `election_timeout` (T, 200 ms unless the `cluster` block says):
+    /// heartbeats every T/4, and openraft's election timeout drawn from 3T/4..T. A
+    /// follower that hears nothing first waits out the leader's lease (T, openraft's
+    /// `election_timeout_max`) and then its own timeout, so a dead leader is replaced
+    /// 1.75T–2T after its last heartbeat: 350–400 ms by default, well above a durable
+    /// append (~0.3 ms) and a loopback or LAN round trip, and what keeps the write
+    /// unavailability after a leader loss under half a second (docs/cluster.md).
     /// A snapshot every `snapshot_entries` entries (10,000 unless the `cluster` block
     /// says), keeping up to 1,000 entries behind it so a follower that is briefly behind
     /// catches up from the log rather than by a whole snapshot.
-    pub fn raft_config(snapshot_entries: Option<u64>) -> Result<Arc<Config>, String> {
+    pub fn raft_config(
+        snapshot_entries: Option<u64>,
+        election_timeout: Option<Duration>,
+    ) -> Result<Arc<Config>, String> {
         let every = snapshot_entries.unwrap_or(DEFAULT_SNAPSHOT_ENTRIES);
+        let t = election_timeout
+            .unwrap_or(DEFAULT_ELECTION_TIMEOUT)
+            .as_millis()
+            .clamp(100, 60_000) as u64;
         let c = Config {
             cluster_name: "raftgate".to_string(),
-            heartbeat_interval: 100,
-            election_timeout_min: 400,
-            election_timeout_max: 800,
+            heartbeat_interval: t / 4,
+            election_timeout_min: t * 3 / 4,
+            election_timeout_max: t,
             snapshot_policy: openraft::SnapshotPolicy::LogsSinceLast(every),
             max_in_snapshot_log_to_keep: every.min(1_000),
             ..Config::default()
@@ -59,6 +71,9 @@ impl NodeOptions {
             .map_err(|e| format!("raft configuration: {e}"))
     }
 }
+
+/// How long followers go without a leader before electing one, unless configured.
+pub const DEFAULT_ELECTION_TIMEOUT: Duration = Duration::from_millis(200);
 
 /// What [`Node::via_leader`] does after a failed attempt.
 enum Next {
@@ -320,9 +335,20 @@ impl Node {
                     let entry = entry.clone();
                     async move {
                         if leader == self.id {
-                            self.proposer.propose(entry).await
-                        } else {
-                            self.peers.forward(leader, &entry).await
+                            return self.proposer.propose(entry).await;
+                        }
+                        // A leader that stops answering (paused, cut off) is replaced
+                        // within an election; the write sent to it is then given up as
+                        // "unknown" (it may have reached that leader's log, which the
+                        // new leader may still commit) instead of waiting out the whole
+                        // forward deadline, so the client can go again at once.
+                        tokio::select! {
+                            r = self.peers.forward(leader, &entry) => r,
+                            () = self.replaced(leader) => Err(ForwardError::Unknown {
+                                reason: format!(
+                                    "node {leader} was replaced as leader while the write was in flight"
+                                ),
+                            }),
                         }
                     }
                 },
@@ -382,6 +408,25 @@ impl Node {
         }
     }
 
+    /// Resolves once this node knows a leader other than `old`: an election that `old`
+    /// did not win has finished (a node's view of the leader only moves to newer terms).
+    async fn replaced(&self, old: NodeId) {
+        let mut rx = self.raft.metrics();
+        loop {
+            if rx
+                .borrow_and_update()
+                .current_leader
+                .is_some_and(|l| l != old)
+            {
+                return;
+            }
+            if rx.changed().await.is_err() {
+                // Raft stopped: nothing will replace the leader; let the call finish.
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     /// Waits until this node sees a leader other than `old` (an election finished), for
     /// at most `RETRY_EVERY`, and never past `deadline`.
     async fn leader_change(&self, old: NodeId, deadline: tokio::time::Instant) {
@@ -403,9 +448,15 @@ impl Node {
                 || ReadIndexError::NoLeader,
                 |leader, remaining| async move {
                     if leader == self.id {
-                        self.proposer.read_index(remaining).await
-                    } else {
-                        self.peers.read_index(leader).await
+                        return self.proposer.read_index(remaining).await;
+                    }
+                    // A read changes nothing: when the leader asked is replaced, go
+                    // again to the new one rather than wait for the old one's answer.
+                    tokio::select! {
+                        r = self.peers.read_index(leader) => r,
+                        () = self.replaced(leader) => Err(ReadIndexError::Unavailable {
+                            reason: format!("node {leader} was replaced as leader"),
+                        }),
                     }
                 },
                 |e, leader| match e {

@@ -33,6 +33,9 @@ pub struct ClusterConf {
     pub data_dir: Option<PathBuf>,
     /// `snapshot_entries`: build a snapshot after this many log entries.
     pub snapshot_entries: Option<u64>,
+    /// `election_timeout`: how long followers go without hearing from a leader before
+    /// one of them takes over.
+    pub election_timeout: Option<std::time::Duration>,
     /// FILE:LINE of the block, for messages about the merged result.
     pub at: String,
 }
@@ -45,6 +48,7 @@ pub static DIRECTIVES: &[Spec] = &[
     Spec { name: "peer", contexts: ctx::CLUSTER, args: Args::Exactly(2), block: false, handler: Handler::Cluster(peer) },
     Spec { name: "data_dir", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(data_dir) },
     Spec { name: "snapshot_entries", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(snapshot_entries) },
+    Spec { name: "election_timeout", contexts: ctx::CLUSTER, args: Args::Exactly(1), block: false, handler: Handler::Cluster(election_timeout) },
 ];
 
 fn cluster(cx: &mut Cx, frame: &mut Frame<'_>, d: &Directive) -> Result<(), String> {
@@ -121,6 +125,22 @@ fn snapshot_entries(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<()
             )
         })?;
     c.snapshot_entries = Some(n);
+    Ok(())
+}
+
+fn election_timeout(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<(), String> {
+    let t = super::values::parse_time(d.arg(0))
+        .ok()
+        .filter(|t| {
+            (std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(60)).contains(t)
+        })
+        .ok_or_else(|| {
+            format!(
+                "invalid election_timeout \"{}\": a time from 100ms to 60s",
+                d.arg(0)
+            )
+        })?;
+    c.election_timeout = Some(t);
     Ok(())
 }
 
@@ -231,6 +251,34 @@ mod tests {
         // A node outside the initial members is one that joins later.
         assert!(load("cluster {\n node_id 4;\n peer 1 127.0.0.1:7101;\n}\nevents {}\n").is_ok());
         assert!(load("cluster { }\ncluster { }\n").expect_err("dup")[0].contains("duplicate"));
+    }
+
+    #[test]
+    fn election_timeout_sets_the_raft_timing_and_refuses_what_raft_cannot_use() {
+        let c = load("cluster {\n election_timeout 1s;\n}\nevents {}\n").expect("loads");
+        let t = c.main.cluster.expect("cluster").election_timeout;
+        assert_eq!(t, Some(std::time::Duration::from_secs(1)));
+        let raft = crate::cluster::NodeOptions::raft_config(None, t).expect("raft");
+        assert_eq!(
+            (
+                raft.heartbeat_interval,
+                raft.election_timeout_min,
+                raft.election_timeout_max
+            ),
+            (250, 750, 1000)
+        );
+        let default = crate::cluster::NodeOptions::raft_config(None, None).expect("raft");
+        assert_eq!(default.election_timeout_max, 200);
+        for bad in ["50ms", "2m", "soon"] {
+            let errs =
+                load(&format!("cluster {{\n election_timeout {bad};\n}}\n")).expect_err("refused");
+            assert!(
+                errs[0].contains(&format!(
+                    "c.conf:2: invalid election_timeout \"{bad}\": a time from 100ms to 60s"
+                )),
+                "{errs:?}"
+            );
+        }
     }
 
     #[test]
