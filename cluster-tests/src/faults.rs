@@ -10,6 +10,9 @@
 //!   partition is `cut` both ways);
 //! - `delay(d)`: every forwarded chunk waits `d` first (a slow link to this node);
 //! - `delay_from(from, d)`: the same, for connections from `from` only.
+//!
+//! And a full disk: a member's data directory on a small tmpfs (which needs root), filled
+//! with [`fill`] and freed with [`unfill`].
 
 use std::collections::{HashMap, HashSet};
 use std::io::{Read, Write};
@@ -173,6 +176,62 @@ fn pump(from: &TcpStream, to: &TcpStream, source: IpAddr, rules: Arc<Mutex<Rules
         }
         let _ = to.shutdown(Shutdown::Write);
     });
+}
+
+/// Whether this process may mount a tmpfs (root, or CAP_SYS_ADMIN).
+pub fn can_mount_tmpfs() -> bool {
+    let dir = std::env::temp_dir().join(format!("raftgate-tmpfs-probe-{}", std::process::id()));
+    let ok = std::fs::create_dir_all(&dir).is_ok() && mount_tmpfs(&dir, 1).is_ok();
+    if ok {
+        unmount(&dir);
+    }
+    let _ = std::fs::remove_dir(&dir);
+    ok
+}
+
+/// Mounts a tmpfs of `mib` MiB on `dir` (created if missing).
+pub fn mount_tmpfs(dir: &std::path::Path, mib: u64) -> Result<(), String> {
+    std::fs::create_dir_all(dir).map_err(|e| format!("{}: {e}", dir.display()))?;
+    let out = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", &format!("size={mib}m"), "tmpfs"])
+        .arg(dir)
+        .output()
+        .map_err(|e| format!("mount: {e}"))?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "mount -t tmpfs on {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        ))
+    }
+}
+
+pub fn unmount(dir: &std::path::Path) {
+    let _ = std::process::Command::new("umount")
+        .arg("-l")
+        .arg(dir)
+        .output();
+}
+
+const FILLER: &str = "raftgate-cluster-tests.filler";
+
+/// Fills the file system of `dir` to the last byte.
+pub fn fill(dir: &std::path::Path) {
+    let Ok(mut f) = std::fs::File::create(dir.join(FILLER)) else {
+        return;
+    };
+    let chunk = vec![0u8; 64 * 1024];
+    while f.write_all(&chunk).is_ok() {}
+    // The last partial chunk may have left room for a few bytes.
+    let _ = f.write_all(&chunk[..1]);
+    let _ = f.sync_all();
+}
+
+/// Frees what [`fill`] took.
+pub fn unfill(dir: &std::path::Path) {
+    let _ = std::fs::remove_file(dir.join(FILLER));
 }
 
 #[cfg(test)]

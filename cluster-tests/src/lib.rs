@@ -36,6 +36,9 @@ pub struct Options {
     /// Put a [`faults::LinkProxy`] in front of every node's Raft port (node N then
     /// listens on `127.0.0.N`), so that links can be cut and slowed.
     pub link_faults: bool,
+    /// Put each member's data directory on a tmpfs of this many MiB (needs root, see
+    /// [`faults::can_mount_tmpfs`]), so that its disk can be filled.
+    pub data_tmpfs_mib: Option<u64>,
 }
 
 impl Default for Options {
@@ -47,6 +50,7 @@ impl Default for Options {
             server: String::new(),
             main: String::new(),
             link_faults: false,
+            data_tmpfs_mib: None,
         }
     }
 }
@@ -173,6 +177,9 @@ impl Cluster {
             main = self.options.main,
         );
         std::fs::write(&conf, text).expect("member config");
+        if let Some(mib) = self.options.data_tmpfs_mib {
+            faults::mount_tmpfs(&dir.join("data"), mib).expect("a tmpfs for the data directory");
+        }
         self.members.push(Member {
             id,
             http,
@@ -208,6 +215,20 @@ impl Cluster {
             .expect("spawn raftgate");
         m.child = Some(child);
         m.paused = false;
+    }
+
+    /// Whether member `i` was running and has exited on its own; it is then marked
+    /// stopped (so [`Cluster::spawn`] restarts it, as a supervisor would).
+    pub fn exited(&mut self, i: usize) -> bool {
+        let m = &mut self.members[i];
+        let gone = m
+            .child
+            .as_mut()
+            .is_some_and(|c| matches!(c.try_wait(), Ok(Some(_))));
+        if gone {
+            m.child = None;
+        }
+        gone
     }
 
     /// kill -9 of member `i`.
@@ -379,6 +400,11 @@ impl Drop for Cluster {
                     m.id,
                     tail(&m.dir.join("error.log"), 40)
                 );
+            }
+        }
+        if self.options.data_tmpfs_mib.is_some() {
+            for m in &self.members {
+                faults::unmount(&m.dir.join("data"));
             }
         }
         // RAFTGATE_CLUSTER_KEEP=1 keeps every member's directory (config, data, log).

@@ -14,6 +14,10 @@ use crate::{eventually, Cluster, Options};
 
 pub use crate::schedule::SCENARIOS;
 
+/// Why `full-disk` cannot run here.
+pub const NEEDS_ROOT: &str =
+    "full-disk needs to mount a tmpfs for each data directory: run it as root (or with CAP_SYS_ADMIN)";
+
 #[derive(Debug, Clone)]
 pub struct Config {
     pub scenario: String,
@@ -96,12 +100,17 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
             c.scenario
         ));
     }
+    let full_disk = c.scenario == "full-disk";
+    if full_disk && !crate::faults::can_mount_tmpfs() {
+        return Err(NEEDS_ROOT.into());
+    }
     let backends = Backends::start();
     let mut cluster = Cluster::start(
         bin,
         Options {
             nodes: c.nodes,
             link_faults: true,
+            data_tmpfs_mib: full_disk.then_some(256),
             http: format!(
                 "keyval_zone zone={}:1m;\n{}",
                 crate::history::ZONE,

@@ -18,6 +18,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("leader-pause", "SIGSTOP of the leader for longer than an election, then SIGCONT"),
     ("rolling-restart", "every node in turn stopped gracefully and started again once the cluster has a leader"),
     ("slow-link", "every message to and from one node (the leader half the time) delayed by 2-15 ms each way, then restored"),
+    ("full-disk", "one node's data directory (the leader half the time) filled to the last byte, then freed; a node that stopped meanwhile is started again, as a supervisor would (needs root: the data directories are tmpfs mounts)"),
     ("membership-change", "a follower cut off; a new node added and the cut-off one removed through the majority; healed; the removed node stopped"),
 ];
 
@@ -153,6 +154,35 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
                 });
             }
             Ok(done)
+        }
+        "full-disk" => {
+            let victim = if w.rng.bool() { leader } else { follower };
+            let data = c.members[victim].dir.join("data");
+            crate::faults::fill(&data);
+            let at = w.rec.now();
+            std::thread::sleep(hold);
+            crate::faults::unfill(&data);
+            let stopped = c.exited(victim);
+            if stopped {
+                c.spawn(victim);
+            }
+            let role = if victim == leader {
+                "the leader"
+            } else {
+                "a follower"
+            };
+            let after = if stopped {
+                "it had stopped and was started again"
+            } else {
+                "it kept running"
+            };
+            one(
+                at,
+                format!(
+                    "node {}'s disk ({role}) full for {hold:?}; {after}",
+                    id(victim)
+                ),
+            )
         }
         "membership-change" => membership_change(w, leader, follower, hold),
         other => Err(format!("unknown scenario {other:?}")),

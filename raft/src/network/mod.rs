@@ -24,6 +24,7 @@ mod notice;
 mod peer;
 mod read_index;
 mod server;
+mod takeover;
 
 #[allow(clippy::all, clippy::unwrap_used, missing_docs, rust_2018_idioms)]
 pub mod proto {

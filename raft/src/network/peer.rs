@@ -245,6 +245,12 @@ impl Peers {
         heard.insert(leader, Instant::now());
     }
 
+    /// How long since any leader last sent this node an AppendEntries.
+    pub fn since_any_leader(&self) -> Option<Duration> {
+        let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
+        heard.values().map(|at| at.elapsed()).min()
+    }
+
     /// How long since `id` last answered this node or sent it an AppendEntries.
     pub fn since_contact(&self, id: NodeId) -> Option<Duration> {
         let heard = {

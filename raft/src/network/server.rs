@@ -176,7 +176,14 @@ impl RaftNode for RaftService {
     async fn vote(&self, request: Request<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         let rpc: VoteRequest<NodeId> =
             decode(&request.into_inner().data).map_err(|e| invalid("vote", e))?;
-        reply(&self.raft.vote(rpc).await)
+        let theirs = rpc.last_log_id;
+        let answer = self.raft.vote(rpc).await;
+        if let Ok(r) = &answer {
+            if !r.vote_granted && r.last_log_id > theirs {
+                super::takeover::behind_candidate(&self.raft, &self.peers);
+            }
+        }
+        reply(&answer)
     }
 
     /// Buffers the streamed snapshot (bounded by `max_snapshot_bytes`) and installs it
