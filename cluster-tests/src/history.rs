@@ -59,8 +59,9 @@ fn code(body: &str) -> String {
         .unwrap_or_default()
 }
 
-/// One operation through `addr`, recorded unless it certainly changed nothing.
-pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Kind) {
+/// One operation through `addr`, recorded unless it certainly changed nothing; false
+/// when the request could not even be sent (the node is down).
+pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Kind) -> bool {
     let zone = format!("/api/2/http/keyvals/{ZONE}");
     let (method, path, body) = match &kind {
         Kind::Add(v) => ("POST", zone, format!("{{\"{key}\":\"{v}\"}}")),
@@ -72,8 +73,8 @@ pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Ki
     let answer = exchange(addr, method, &path, &body, ANSWER_TIMEOUT);
     let ret = rec.now();
     let outcome = match (&kind, answer) {
-        (_, Exchange::NotSent(_)) => return,
-        (_, Exchange::Answer(503, _)) => return,
+        (_, Exchange::NotSent(_)) => return false,
+        (_, Exchange::Answer(503, _)) => return true,
         (_, Exchange::NoAnswer(_)) => Outcome::Unknown,
         (Kind::Read, Exchange::Answer(200, b)) => {
             let v: serde_json::Value = serde_json::from_str(&b).unwrap_or_default();
@@ -104,6 +105,7 @@ pub fn run_op(rec: &Recorder, addr: SocketAddr, client: u32, key: &str, kind: Ki
         ret: known.then_some(ret),
         outcome,
     });
+    true
 }
 
 /// The HTTP addresses clients pick from; a membership change updates it while they run.
@@ -167,7 +169,10 @@ impl Clients {
                             6 => Kind::Delete,
                             _ => Kind::Read,
                         };
-                        run_op(&rec, addr, c, &key, kind);
+                        if !run_op(&rec, addr, c, &key, kind) {
+                            // A node that is down refuses at once: do not spin on it.
+                            std::thread::sleep(Duration::from_millis(10));
+                        }
                     }
                 })
             })

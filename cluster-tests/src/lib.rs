@@ -402,17 +402,18 @@ impl Drop for Cluster {
                 );
             }
         }
+        // RAFTGATE_CLUSTER_KEEP=1 keeps every member's directory (config, data, log),
+        // tmpfs data directories still mounted.
+        if std::env::var_os("RAFTGATE_CLUSTER_KEEP").is_some() {
+            eprintln!("kept the cluster's directories in {}", self.dir.display());
+            return;
+        }
         if self.options.data_tmpfs_mib.is_some() {
             for m in &self.members {
                 faults::unmount(&m.dir.join("data"));
             }
         }
-        // RAFTGATE_CLUSTER_KEEP=1 keeps every member's directory (config, data, log).
-        if std::env::var_os("RAFTGATE_CLUSTER_KEEP").is_some() {
-            eprintln!("kept the cluster's directories in {}", self.dir.display());
-        } else {
-            let _ = std::fs::remove_dir_all(&self.dir);
-        }
+        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 

@@ -147,7 +147,16 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
                 probe: &mut probe,
                 rng: &mut rng,
             },
-        )?;
+        );
+        let injected = match injected {
+            Ok(i) => i,
+            Err(e) => {
+                clients.finish();
+                traffic.finish();
+                probe.finish();
+                return Err(e);
+            }
+        };
         if injected.is_empty() {
             progress("no leader within 10 s; waiting");
         }
@@ -185,9 +194,16 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
             crate::history::run_op(&rec, *addr, 10_000 + i as u32, &format!("k{k}"), Kind::Read);
         }
     }
+    // A fault after which no write was acknowledged before the end counts as a window
+    // that lasted until the end.
+    let end = rec.now();
     let unavailable: Vec<Duration> = faults
         .iter()
-        .filter_map(|at| probe.window_after(*at))
+        .map(|at| {
+            probe
+                .window_after(*at)
+                .unwrap_or(Duration::from_nanos(end.saturating_sub(*at)))
+        })
         .collect();
     probe.finish();
     let agreement = agreement::check(&live, &sessions, 200);

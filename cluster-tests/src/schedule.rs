@@ -45,33 +45,30 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
     };
     let live = w.cluster.live();
     let followers: Vec<usize> = live.iter().copied().filter(|i| *i != leader).collect();
-    let follower = followers[w.rng.usize(..followers.len())];
+    let Some(&follower) = followers.get(w.rng.usize(..followers.len().max(1))) else {
+        return Err("a scenario needs at least two live nodes".into());
+    };
     let c = &mut *w.cluster;
     let ids: Vec<u64> = c.members.iter().map(|m| m.id).collect();
     let id = |i: usize| ids[i];
     let one = |at: u64, what: String| Ok(vec![Injected { at, what }]);
     match scenario {
-        "leader-kill" => {
-            c.kill9(leader);
+        "leader-kill" | "follower-kill" => {
+            let (victim, role) = if scenario == "leader-kill" {
+                (leader, "the leader")
+            } else {
+                (follower, "a follower")
+            };
+            c.kill9(victim);
             let at = w.rec.now();
             std::thread::sleep(hold);
-            c.spawn(leader);
+            c.spawn(victim);
             one(
                 at,
                 format!(
-                    "kill -9 of the leader (node {}), restarted after {hold:?}",
-                    id(leader)
+                    "kill -9 of {role} (node {}), restarted after {hold:?}",
+                    id(victim)
                 ),
-            )
-        }
-        "follower-kill" => {
-            c.kill9(follower);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            c.spawn(follower);
-            one(
-                at,
-                format!("kill -9 of node {}, restarted after {hold:?}", id(follower)),
             )
         }
         "leader-partition" | "minority-partition" => {
@@ -137,8 +134,8 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
         "rolling-restart" => {
             let mut done = Vec::new();
             for i in live {
-                c.stop(i);
                 let at = w.rec.now();
+                c.stop(i);
                 c.spawn(i);
                 if c.leader(Duration::from_secs(20)).is_none() {
                     return Err(format!("no leader after restarting node {}", id(i)));
@@ -162,7 +159,15 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
             let at = w.rec.now();
             std::thread::sleep(hold);
             crate::faults::unfill(&data);
-            let stopped = c.exited(victim);
+            // A node that ran into the full disk stops (at its next append, which may
+            // come just after the space is back): wait until it has either stopped or
+            // serves, and start it again if it stopped, as its supervisor would.
+            let http = c.members[victim].http;
+            let mut stopped = false;
+            crate::eventually(Duration::from_secs(5), || {
+                stopped = c.exited(victim);
+                stopped || crate::call(http, "GET", "/api/2/cluster", "").is_ok_and(|r| r.0 == 200)
+            });
             if stopped {
                 c.spawn(victim);
             }

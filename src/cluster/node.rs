@@ -56,7 +56,7 @@ impl NodeOptions {
         let t = election_timeout
             .unwrap_or(DEFAULT_ELECTION_TIMEOUT)
             .as_millis()
-            .clamp(100, 60_000) as u64;
+            .clamp(200, 60_000) as u64;
         let c = Config {
             cluster_name: "raftgate".to_string(),
             heartbeat_interval: t / 4,
@@ -408,17 +408,19 @@ impl Node {
         }
     }
 
-    /// Resolves once this node knows a leader other than `old`: an election that `old`
-    /// did not win has finished (a node's view of the leader only moves to newer terms).
+    /// Resolves once this node knows a leader other than `old` at a term above the one
+    /// it is in now: an election that `old` did not win has finished since the call
+    /// began. (Comparing terms keeps a call to a leader that this node only heard of in
+    /// a hint, while its own view still names an older one, from resolving at once.)
     async fn replaced(&self, old: NodeId) {
         let mut rx = self.raft.metrics();
+        let term = rx.borrow().current_term;
         loop {
-            if rx
-                .borrow_and_update()
-                .current_leader
-                .is_some_and(|l| l != old)
             {
-                return;
+                let m = rx.borrow_and_update();
+                if m.current_term > term && m.current_leader.is_some_and(|l| l != old) {
+                    return;
+                }
             }
             if rx.changed().await.is_err() {
                 // Raft stopped: nothing will replace the leader; let the call finish.

@@ -132,11 +132,11 @@ fn election_timeout(_: &mut Cx, c: &mut ClusterConf, d: &Directive) -> Result<()
     let t = super::values::parse_time(d.arg(0))
         .ok()
         .filter(|t| {
-            (std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(60)).contains(t)
+            (std::time::Duration::from_millis(200)..=std::time::Duration::from_secs(60)).contains(t)
         })
         .ok_or_else(|| {
             format!(
-                "invalid election_timeout \"{}\": a time from 100ms to 60s",
+                "invalid election_timeout \"{}\": a time from 200ms to 60s",
                 d.arg(0)
             )
         })?;
@@ -269,12 +269,12 @@ mod tests {
         );
         let default = crate::cluster::NodeOptions::raft_config(None, None).expect("raft");
         assert_eq!(default.election_timeout_max, 200);
-        for bad in ["50ms", "2m", "soon"] {
+        for bad in ["100ms", "2m", "soon"] {
             let errs =
                 load(&format!("cluster {{\n election_timeout {bad};\n}}\n")).expect_err("refused");
             assert!(
                 errs[0].contains(&format!(
-                    "c.conf:2: invalid election_timeout \"{bad}\": a time from 100ms to 60s"
+                    "c.conf:2: invalid election_timeout \"{bad}\": a time from 200ms to 60s"
                 )),
                 "{errs:?}"
             );

@@ -207,6 +207,9 @@ pub struct Peers {
     /// When each node last sent this one an AppendEntries (a follower's contact with
     /// its leader).
     heard: Arc<Mutex<HashMap<NodeId, Instant>>>,
+    /// When this node started: until a leader has been heard, it counts as the last
+    /// contact, so a node that just started never thinks its leader long gone.
+    born: Instant,
     /// Serializes membership changes run by this node as leader.
     membership_change: Arc<tokio::sync::Mutex<()>>,
 }
@@ -220,6 +223,7 @@ impl Peers {
             peers: Arc::default(),
             membership: Arc::default(),
             heard: Arc::default(),
+            born: Instant::now(),
             membership_change: Arc::default(),
         }
     }
@@ -245,10 +249,15 @@ impl Peers {
         heard.insert(leader, Instant::now());
     }
 
-    /// How long since any leader last sent this node an AppendEntries.
-    pub fn since_any_leader(&self) -> Option<Duration> {
+    /// How long since any leader last sent this node an AppendEntries (or since this
+    /// node started, if none has yet).
+    pub fn since_any_leader(&self) -> Duration {
         let heard = self.heard.lock().unwrap_or_else(PoisonError::into_inner);
-        heard.values().map(|at| at.elapsed()).min()
+        heard
+            .values()
+            .map(|at| at.elapsed())
+            .min()
+            .unwrap_or_else(|| self.born.elapsed())
     }
 
     /// How long since `id` last answered this node or sent it an AppendEntries.

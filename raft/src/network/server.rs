@@ -176,11 +176,11 @@ impl RaftNode for RaftService {
     async fn vote(&self, request: Request<Payload>) -> Result<GrpcResponse<Payload>, Status> {
         let rpc: VoteRequest<NodeId> =
             decode(&request.into_inner().data).map_err(|e| invalid("vote", e))?;
-        let theirs = rpc.last_log_id;
+        let (theirs, candidate) = (rpc.last_log_id, rpc.vote.leader_id().voted_for());
         let answer = self.raft.vote(rpc).await;
         if let Ok(r) = &answer {
             if !r.vote_granted && r.last_log_id > theirs {
-                super::takeover::behind_candidate(&self.raft, &self.peers);
+                super::takeover::behind_candidate(&self.raft, &self.peers, candidate);
             }
         }
         reply(&answer)
