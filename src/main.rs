@@ -294,10 +294,10 @@ async fn start_node(c: &ClusterConf, data_dir: PathBuf) -> Result<Node, String> 
         members,
         data_dir,
         raft: NodeOptions::raft_config(c.snapshot_entries, c.election_timeout)?,
-        network: raftgate_raft::network::NetworkConfig {
-            local_ip: c.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
-            ..raftgate_raft::network::NetworkConfig::default()
-        },
+        network: NodeOptions::network_config(
+            c.election_timeout,
+            c.listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()),
+        ),
     })
     .await
 }
