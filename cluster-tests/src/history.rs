@@ -47,6 +47,15 @@ impl Recorder {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).push(op);
     }
 
+    /// How many operations are recorded (without copying them).
+    pub fn len(&self) -> usize {
+        self.ops.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
     pub fn ops(&self) -> Vec<Op> {
         self.ops.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }

@@ -178,7 +178,7 @@ pub fn run(bin: &Path, c: &Config, progress: &mut dyn FnMut(&str)) -> Result<Rep
                 "{:>5.1}s  {}; writable again after {window}; {} operations so far",
                 started.elapsed().as_secs_f64(),
                 f.what,
-                rec.ops().len()
+                rec.len()
             ));
             faults.push(f.at);
         }

@@ -59,10 +59,7 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
             } else {
                 (follower, "a follower")
             };
-            c.kill9(victim);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            c.spawn(victim);
+            let at = held(c, w.rec, hold, |c| c.kill9(victim), |c| c.spawn(victim));
             one(
                 at,
                 format!(
@@ -77,20 +74,14 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
             } else {
                 follower
             };
-            c.partition(&[victim]);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            c.heal();
+            let at = held(c, w.rec, hold, |c| c.partition(&[victim]), |c| c.heal());
             one(at, format!("node {} cut off for {hold:?}", id(victim)))
         }
         "majority-partition" => {
             let mut shuffled = live.clone();
             w.rng.shuffle(&mut shuffled);
             let minority = &shuffled[..(live.len() - 1) / 2];
-            c.partition(minority);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            c.heal();
+            let at = held(c, w.rec, hold, |c| c.partition(minority), |c| c.heal());
             let ids: Vec<u64> = minority.iter().map(|i| id(*i)).collect();
             let side = if minority.contains(&leader) {
                 "with"
@@ -104,10 +95,7 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
         }
         "leader-pause" => {
             let pause = hold + Duration::from_millis(800);
-            c.pause(leader);
-            let at = w.rec.now();
-            std::thread::sleep(pause);
-            c.resume(leader);
+            let at = held(c, w.rec, pause, |c| c.pause(leader), |c| c.resume(leader));
             one(
                 at,
                 format!("the leader (node {}) paused for {pause:?}", id(leader)),
@@ -119,10 +107,7 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
             // election_timeout (200 ms: heartbeats, and so replication round trips,
             // bounded by 50 ms) is made for. Slower links need a longer timeout.
             let delay = Duration::from_millis(w.rng.u64(2..16));
-            c.slow(victim, delay);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            c.heal();
+            let at = held(c, w.rec, hold, |c| c.slow(victim, delay), |c| c.heal());
             one(
                 at,
                 format!(
@@ -155,10 +140,8 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
         "full-disk" => {
             let victim = if w.rng.bool() { leader } else { follower };
             let data = c.members[victim].dir.join("data");
-            crate::faults::fill(&data);
-            let at = w.rec.now();
-            std::thread::sleep(hold);
-            crate::faults::unfill(&data);
+            let fill = |_: &mut Cluster| crate::faults::fill(&data);
+            let at = held(c, w.rec, hold, fill, |_| crate::faults::unfill(&data));
             // A node that ran into the full disk stops (at its next append, which may
             // come just after the space is back): wait until it has either stopped or
             // serves, and start it again if it stopped, as its supervisor would.
@@ -192,6 +175,22 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
         "membership-change" => membership_change(w, leader, follower, hold),
         other => Err(format!("unknown scenario {other:?}")),
     }
+}
+
+/// Puts a fault in place with `apply`, holds it for `hold`, and undoes it with `undo`;
+/// returns when it was in place (the start of the unavailability window).
+fn held(
+    c: &mut Cluster,
+    rec: &Recorder,
+    hold: Duration,
+    apply: impl FnOnce(&mut Cluster),
+    undo: impl FnOnce(&mut Cluster),
+) -> u64 {
+    apply(c);
+    let at = rec.now();
+    std::thread::sleep(hold);
+    undo(c);
+    at
 }
 
 /// Cuts `follower` off, adds a new node and removes `follower` through the majority,

@@ -70,9 +70,7 @@ impl NodeOptions {
             .map(Arc::new)
             .map_err(|e| format!("raft configuration: {e}"))
     }
-}
 
-impl NodeOptions {
     /// The node-to-node network for `election_timeout` T. Reconnects to a peer that is
     /// down back off to at most T/2: a node that restarts then hears from the leader
     /// well before its own first election timeout (1.75T after its start). Were it left
