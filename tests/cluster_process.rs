@@ -54,6 +54,8 @@ fn assert_has_all(c: &Cluster, i: usize, keys: &[String]) {
 struct Load {
     stop: Arc<AtomicBool>,
     acked: Arc<Mutex<Vec<String>>>,
+    /// Every answer other than 201, as `STATUS BODY` (or the transport error).
+    failed: Arc<Mutex<Vec<String>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
@@ -61,11 +63,12 @@ impl Load {
     fn start(c: &Cluster, via: &[usize], tag: &str) -> Load {
         let stop = Arc::new(AtomicBool::new(false));
         let acked = Arc::new(Mutex::new(Vec::new()));
+        let failed = Arc::new(Mutex::new(Vec::new()));
         let threads = via
             .iter()
             .map(|&i| {
                 let addr = c.members[i].http;
-                let (stop, acked) = (stop.clone(), acked.clone());
+                let (stop, acked, failed) = (stop.clone(), acked.clone(), failed.clone());
                 let tag = format!("{tag}{i}-");
                 std::thread::spawn(move || {
                     let mut n = 0u64;
@@ -76,7 +79,14 @@ impl Load {
                         match raftgate_cluster_tests::call(addr, "POST", ZONE, &body) {
                             Ok((201, _)) => acked.lock().expect("lock").push(key),
                             // Refused or unknown: the writer moves on; not counted.
-                            Ok(_) | Err(_) => std::thread::sleep(Duration::from_millis(20)),
+                            other => {
+                                let what = match other {
+                                    Ok((status, body)) => format!("{status} {body}"),
+                                    Err(e) => e,
+                                };
+                                failed.lock().expect("lock").push(what);
+                                std::thread::sleep(Duration::from_millis(20))
+                            }
                         }
                     }
                 })
@@ -85,6 +95,7 @@ impl Load {
         Load {
             stop,
             acked,
+            failed,
             threads,
         }
     }
@@ -463,4 +474,61 @@ fn keyval_timeout_expires_a_key_on_every_node_by_the_leaders_clock() {
         "expired after {took:?}, before its 2 s timeout"
     );
     eprintln!("a 2 s keyval expired on all three nodes {took:?} after its write");
+}
+
+#[test]
+fn leadership_handed_over_under_writes_refuses_and_loses_nothing() {
+    let c = cluster(Options::default());
+    let load = Load::start(&c, &[0, 1, 2], "h");
+    assert!(load.wait_for(30, READY), "writes never got going");
+    for round in 0..6 {
+        let leader = c.leader(READY).expect("a leader");
+        let to = (leader + 1) % 3;
+        // Asked through the leader, the target or the third node in turn.
+        let via = [leader, to, 3 - leader - to][round % 3];
+        let started = Instant::now();
+        let (status, body) = c
+            .call(
+                via,
+                "POST",
+                "/api/2/cluster/leader",
+                &format!("{{\"id\": {}}}", c.members[to].id),
+            )
+            .expect("transfer");
+        let took = started.elapsed();
+        assert_eq!(status, 200, "round {round}: {body}");
+        let shown: serde_json::Value = serde_json::from_str(&body).expect("json");
+        assert_eq!(shown["id"], c.members[to].id, "{body}");
+        assert_eq!(shown["role"], "leader", "{body}");
+        eprintln!(
+            "round {round}: node {} handed over to node {} (asked through node {}) in {took:?}",
+            c.members[leader].id, c.members[to].id, c.members[via].id
+        );
+        // Every node names the new leader, and writes go on through all.
+        assert_eq!(c.leader(READY), Some(to), "round {round}");
+        assert!(
+            load.wait_for(20, READY),
+            "writes stopped after round {round}"
+        );
+    }
+    // Handing over to the leader itself changes nothing; to a non-member is a 404.
+    let leader = c.leader(READY).expect("a leader");
+    let me = format!("{{\"id\": {}}}", c.members[leader].id);
+    let (status, _) = c
+        .call(leader, "POST", "/api/2/cluster/leader", &me)
+        .expect("no-op");
+    assert_eq!(status, 200);
+    let (status, body) = c
+        .call(0, "POST", "/api/2/cluster/leader", r#"{"id": 9}"#)
+        .expect("unknown");
+    assert_eq!(status, 404, "{body}");
+    let failed = load.failed.lock().expect("lock").clone();
+    let acked = load.finish();
+    assert!(
+        failed.is_empty(),
+        "writes failed during handovers: {failed:?}"
+    );
+    for i in 0..3 {
+        assert_has_all(&c, i, &acked);
+    }
 }

@@ -20,6 +20,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("slow-link", "every message to and from one node (the leader half the time) delayed by 2-15 ms each way, then restored"),
     ("full-disk", "one node's data directory (the leader half the time) filled to the last byte, then freed; a node that stopped meanwhile is started again, as a supervisor would (needs root: the data directories are tmpfs mounts)"),
     ("membership-change", "a follower cut off; a new node added and the cut-off one removed through the majority; healed; the removed node stopped"),
+    ("leader-transfer", "leadership handed to a random follower through POST /api/2/cluster/leader on a random node; it must answer 200 naming the follower as leader"),
 ];
 
 /// One injected fault: when it was in place, and what it was.
@@ -173,6 +174,28 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
             )
         }
         "membership-change" => membership_change(w, leader, follower, hold),
+        "leader-transfer" => {
+            let via = live[w.rng.usize(..live.len())];
+            let body = format!("{{\"id\": {}}}", id(follower));
+            let at = w.rec.now();
+            let r = c.call(via, "POST", "/api/2/cluster/leader", &body);
+            let what = format!(
+                "leadership handed from node {} to node {} through node {} ({})",
+                id(leader),
+                id(follower),
+                id(via),
+                status(&r)
+            );
+            let named = r.as_ref().ok().and_then(|(s, b)| {
+                let v: serde_json::Value = serde_json::from_str(b).ok()?;
+                (*s == 200 && v["role"] == "leader").then(|| v["id"].as_u64())?
+            });
+            if named != Some(id(follower)) {
+                return Err(format!("{what}: {r:?}"));
+            }
+            std::thread::sleep(hold);
+            one(at, what)
+        }
         other => Err(format!("unknown scenario {other:?}")),
     }
 }

@@ -9,6 +9,10 @@
 //!   once caught up. Answers 201 with the node as the status shows it.
 //! - `DELETE /2/cluster/nodes/{id}` removes a node and answers 200 with the remaining
 //!   members (as API v2's server DELETE answers with the remaining servers).
+//! - `GET /2/cluster/leader` — the leader, as the members list shows it.
+//! - `POST /2/cluster/leader` with `{"id": 2}` hands leadership to voter 2 and answers
+//!   200 with it once this node sees it lead. Writes wait during the handover (a few
+//!   milliseconds with three voters) rather than fail.
 //!
 //! Changes run one at a time on the leader. Errors use the NGINX error object with
 //! raftgate's codes: 409 `ClusterChangeInProgress`, 400 `ClusterNodeFormatError` /
@@ -38,6 +42,13 @@ struct NewNode {
     address: String,
     #[serde(default = "yes")]
     voter: bool,
+}
+
+/// The body of `POST /2/cluster/leader`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewLeader {
+    id: NodeId,
 }
 
 fn yes() -> bool {
@@ -153,4 +164,38 @@ pub(crate) async fn remove<B: Backend>(b: &B, id: NodeId) -> Result<ApiResponse,
         .map_err(membership_error)?;
     let s = b.cluster_status().await;
     Ok(ApiResponse::json(200, json::encode(&s.nodes)?))
+}
+
+pub(crate) async fn leader<B: Backend>(b: &B) -> Result<ApiResponse, ApiError> {
+    let s = b.cluster_status().await;
+    let id = s
+        .leader
+        .ok_or_else(|| ApiError::cluster_unavailable("no leader is known to this node"))?;
+    Ok(ApiResponse::json(200, json::encode(find(&s, id)?)?))
+}
+
+pub(crate) async fn transfer_leader<B: Backend>(
+    b: &B,
+    body: &[u8],
+) -> Result<ApiResponse, ApiError> {
+    let value: serde_json::Value =
+        serde_json::from_slice(body).map_err(|e| ApiError::json(format!("invalid JSON: {e}")))?;
+    // serde would also take `[2]` for the struct: only an object is the documented form.
+    let n = if value.is_object() {
+        serde_json::from_value::<NewLeader>(value).map_err(|e| e.to_string())
+    } else {
+        Err(format!("got {value}"))
+    }
+    .map_err(|e| {
+        ApiError::new(
+            400,
+            CLUSTER_NODE_FORMAT_ERROR,
+            format!("expected {{\"id\": number}}: {e}"),
+        )
+    })?;
+    b.change_membership(MembershipChange::TransferLeader { to: n.id })
+        .await
+        .map_err(membership_error)?;
+    let s = b.cluster_status().await;
+    Ok(ApiResponse::json(200, json::encode(find(&s, n.id)?)?))
 }

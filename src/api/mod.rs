@@ -290,6 +290,10 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
             http::Method::POST => cluster::add(b, &req.body).await,
             _ => cluster::nodes(b).await,
         },
+        Route::ClusterLeader => match *req.method {
+            http::Method::POST => cluster::transfer_leader(b, &req.body).await,
+            _ => cluster::leader(b).await,
+        },
         Route::ClusterNode(id) => {
             let id = cluster::node_id(&id)?;
             match *req.method {

@@ -81,6 +81,8 @@ pub enum Route {
     ClusterNodes,
     /// `/2/cluster/nodes/{id}`, the id as written; DELETE removes it.
     ClusterNode(String),
+    /// `/2/cluster/leader`: the leader; POST hands leadership to another voter.
+    ClusterLeader,
 }
 
 const READ: &[Method] = &[Method::GET, Method::HEAD];
@@ -88,6 +90,7 @@ const RESET: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
 const SERVER: &[Method] = &[Method::GET, Method::HEAD, Method::PATCH, Method::DELETE];
 const NODES: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 const NODE: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
+const LEADER: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 const ZONE: &[Method] = &[
     Method::GET,
     Method::HEAD,
@@ -104,6 +107,7 @@ impl Route {
             Route::Zone(_) => ZONE,
             Route::ClusterNodes | Route::Servers(_) => NODES,
             Route::ClusterNode(_) => NODE,
+            Route::ClusterLeader => LEADER,
             Route::Processes
             | Route::Connections
             | Route::Ssl
@@ -133,7 +137,8 @@ impl Route {
             | Route::Cache(_)
             | Route::Cluster
             | Route::ClusterNodes
-            | Route::ClusterNode(_) => false,
+            | Route::ClusterNode(_)
+            | Route::ClusterLeader => false,
             Route::Block(k) | Route::Keyvals(k) | Route::ServerZones(k) | Route::Upstreams(k) => {
                 *k == Kind::Stream
             }
@@ -221,6 +226,7 @@ fn cluster_route<'a>(mut segments: impl Iterator<Item = &'a str>) -> Result<Rout
         (None, _) => Route::Cluster,
         (Some("nodes"), None) => Route::ClusterNodes,
         (Some("nodes"), Some(id)) => Route::ClusterNode(id.to_string()),
+        (Some("leader"), None) => Route::ClusterLeader,
         _ => return Err(ApiError::path_not_found()),
     };
     match segments.next() {
@@ -340,7 +346,7 @@ mod tests {
         }
         for p in [
             "/2/nginx/x",
-            "/2/cluster/leader",
+            "/2/cluster/leader/1",
             "/2/cluster/nodes/1/x",
             "/2/http/upstreams/u/x",
             "/2/http/upstreams/u/servers/1/x",
@@ -422,6 +428,8 @@ mod tests {
         );
         assert_eq!(Route::ClusterNodes.methods(), NODES);
         assert_eq!(Route::ClusterNode("4".into()).methods(), NODE);
+        assert_eq!(route("/2/cluster/leader"), Ok(Route::ClusterLeader));
+        assert_eq!(Route::ClusterLeader.methods(), LEADER);
         assert_eq!(Route::Cluster.methods(), READ);
         assert!(!Route::Cluster.is_stream());
     }

@@ -61,10 +61,11 @@ impl Backend for Fake {
     }
 
     async fn cluster_status(&self) -> ClusterStatus {
+        let nodes = self.members.lock().expect("lock").clone();
         ClusterStatus {
             id: 1,
             state: "leader",
-            leader: Some(1),
+            leader: nodes.iter().find(|n| n.role == "leader").map(|n| n.id),
             term: 2,
             commit_index: Some(7),
             applied_index: Some(7),
@@ -73,7 +74,7 @@ impl Backend for Fake {
             purged_index: None,
             last_contact: Some(0),
             membership_index: Some(1),
-            nodes: self.members.lock().expect("lock").clone(),
+            nodes,
             storage: StorageStatus::default(),
             sessions: Default::default(),
         }
@@ -94,6 +95,20 @@ impl Backend for Fake {
                 members.retain(|m| m.id != id);
                 if members.len() == before {
                     return Err(MembershipError::NotFound(id));
+                }
+            }
+            MembershipChange::TransferLeader { to } => {
+                match members.iter().find(|m| m.id == to).map(|m| m.role) {
+                    None => return Err(MembershipError::NotFound(to)),
+                    Some("learner") => return Err(MembershipError::Invalid("learner".into())),
+                    Some(_) => {}
+                }
+                for m in members.iter_mut() {
+                    m.role = match (m.id == to, m.role) {
+                        (true, _) => "leader",
+                        (false, "leader") => "voter",
+                        (false, role) => role,
+                    };
                 }
             }
         }
@@ -660,4 +675,55 @@ async fn cluster_change_errors_map_to_statuses() {
             .await;
         error(&r, status, c);
     }
+}
+
+#[tokio::test]
+async fn cluster_leader_shown_and_handed_over() {
+    let f = fake();
+    let r = call("/2/cluster/leader").on(&f).await;
+    assert_eq!((r.status, body(&r)["id"].clone()), (200, json!(1)));
+    let r = call("/2/cluster/leader")
+        .method(Method::POST, r#"{"id": 2}"#)
+        .on(&f)
+        .await;
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(
+        (body(&r)["id"].clone(), body(&r)["role"].clone()),
+        (json!(2), json!("leader"))
+    );
+    let r = call("/2/cluster/leader").on(&f).await;
+    assert_eq!(body(&r)["id"], 2);
+    let r = call("/2/cluster/leader")
+        .method(Method::POST, r#"{"id": 9}"#)
+        .on(&f)
+        .await;
+    error(&r, 404, "ClusterNodeNotFound");
+    for (b, status, c) in [
+        ("{", 415, "JsonError"),
+        ("[2]", 400, "ClusterNodeFormatError"),
+        (r#"{"id": "2"}"#, 400, "ClusterNodeFormatError"),
+        (r#"{"id": 2, "force": true}"#, 400, "ClusterNodeFormatError"),
+        (r#"{}"#, 400, "ClusterNodeFormatError"),
+    ] {
+        let r = call("/2/cluster/leader")
+            .method(Method::POST, b)
+            .on(&f)
+            .await;
+        error(&r, status, c);
+    }
+    let r = call("/2/cluster/leader")
+        .method(Method::DELETE, "")
+        .on(&f)
+        .await;
+    error(&r, 405, "MethodNotSupported");
+    // Nothing above moved the leader again.
+    let r = call("/2/cluster/leader").on(&f).await;
+    assert_eq!(body(&r)["id"], 2);
+    f.members
+        .lock()
+        .expect("lock")
+        .iter_mut()
+        .for_each(|m| m.role = "voter");
+    let r = call("/2/cluster/leader").on(&f).await;
+    error(&r, 503, "ClusterUnavailable");
 }

@@ -10,7 +10,6 @@ use std::sync::Weak;
 use std::time::Duration;
 
 use openraft::ServerState;
-use raftgate_raft::network;
 use raftgate_raft::{Command, Entry};
 
 use super::Node;
@@ -46,8 +45,10 @@ pub async fn expire_due(node: &Node) -> Result<bool, String> {
         return Ok(false);
     }
     let entry = Entry::Command(Command::Expire { now_ms });
-    network::propose(&node.raft, entry, TICK * 8)
-        .await
-        .map(|_| true)
-        .map_err(|e| e.to_string())
+    // Through the proposer, which holds it while leadership is handed over.
+    match tokio::time::timeout(TICK * 8, node.proposer.submit(entry)).await {
+        Ok(Ok(_)) => Ok(true),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(_) => Err(format!("not committed within {:?}", TICK * 8)),
+    }
 }

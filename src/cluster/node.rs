@@ -201,7 +201,7 @@ pub struct Node {
     pub raft: Raft,
     pub peers: Peers,
     /// Proposes (and batches) writes when this node leads.
-    proposer: network::Proposer,
+    pub(super) proposer: network::Proposer,
     /// The applied state, for the data path and local reads (never waits on Raft).
     pub reader: StateReader,
     /// Where the Raft gRPC server listens, when it does.
@@ -227,6 +227,9 @@ impl std::fmt::Debug for Node {
 /// How long a write waits for a leader to appear (an election takes ~0.4 s with the
 /// default election_timeout, a few of them when votes split).
 const LEADER_WAIT: Duration = Duration::from_secs(3);
+/// How long a write forwarded to a leader that was just replaced still waits for its
+/// answer: a round trip and a little, on a LAN.
+const REPLACED_GRACE: Duration = Duration::from_millis(10);
 /// How often a write or read that certainly changed nothing is tried again.
 const RETRY_EVERY: Duration = Duration::from_millis(100);
 
@@ -361,10 +364,17 @@ impl Node {
                         // within an election; the write sent to it is then given up as
                         // "unknown" (it may have reached that leader's log, which the
                         // new leader may still commit) instead of waiting out the whole
-                        // forward deadline, so the client can go again at once.
+                        // forward deadline, so the client can go again at once. A leader
+                        // that handed over is alive and answers "not the leader" about
+                        // when the new one is heard of: a moment's grace lets that
+                        // certain answer win, and the write goes on to the new leader.
+                        let replaced = async {
+                            self.replaced(leader).await;
+                            tokio::time::sleep(REPLACED_GRACE).await;
+                        };
                         tokio::select! {
                             r = self.peers.forward(leader, &entry) => r,
-                            () = self.replaced(leader) => Err(ForwardError::Unknown {
+                            () = replaced => Err(ForwardError::Unknown {
                                 reason: format!(
                                     "node {leader} was replaced as leader while the write was in flight"
                                 ),
@@ -517,8 +527,8 @@ impl Node {
                     async move {
                         if leader == self.id {
                             let timeout = network::MEMBERSHIP_TIMEOUT;
-                            network::change_membership(&self.raft, &self.peers, change, timeout)
-                                .await
+                            let (raft, peers, proposer) = (&self.raft, &self.peers, &self.proposer);
+                            network::change_membership(raft, peers, proposer, change, timeout).await
                         } else {
                             let timeout = network::MEMBERSHIP_TIMEOUT;
                             self.peers.change_membership(leader, &change, timeout).await
@@ -544,6 +554,17 @@ impl Node {
                 "committed at index {} but not applied on this node in time",
                 done.log_index
             )));
+        }
+        // So that a status read here right after names the new leader. The old leader
+        // saw a new one elected; normally it is `to`, unless an election raced it.
+        if let MembershipChange::TransferLeader { to } = change {
+            let until = tokio::time::Instant::now() + LEADER_WAIT;
+            if self.wait_for_leader(until, |l| l == to).await.is_none() {
+                let seen = self.raft.metrics().borrow().current_leader;
+                return Err(MembershipError::Unknown(format!(
+                    "node {to} was asked to take over, but this node sees {seen:?} as the leader"
+                )));
+            }
         }
         Ok(done.log_index)
     }

@@ -19,6 +19,7 @@ use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
 use super::error::{ForwardError, ReadIndexError};
+use super::handover::Handover;
 use super::server::{commit_outcome, propose};
 use crate::types::{LogId, Raft, Response};
 use crate::{Applied, Entry, Request};
@@ -45,6 +46,8 @@ pub struct Proposer {
     commit_timeout: Duration,
     /// Linearizable reads, batched the same way (see `read_index`).
     reads: super::read_index::ReadBarrier,
+    /// Holds proposals and reads while leadership is handed over.
+    handover: Arc<Handover>,
 }
 
 impl Proposer {
@@ -52,20 +55,44 @@ impl Proposer {
     /// clone of the proposer is dropped.
     pub fn new(raft: Raft, commit_timeout: Duration, max_in_flight: usize) -> Proposer {
         let (tx, rx) = mpsc::unbounded_channel();
-        tokio::spawn(run(raft.clone(), rx, commit_timeout, max_in_flight.max(1)));
+        let handover = Handover::new(&raft);
+        let gate = handover.clone();
+        tokio::spawn(run(
+            raft.clone(),
+            rx,
+            gate,
+            commit_timeout,
+            max_in_flight.max(1),
+        ));
         Proposer {
             reads: super::read_index::ReadBarrier::new(raft.clone()),
             raft,
             tx,
             commit_timeout,
+            handover,
         }
+    }
+
+    pub(crate) fn handover(&self) -> &Handover {
+        &self.handover
     }
 
     /// A read index for a linearizable read on this node (which must be the leader):
     /// the commit index as of a leadership round that started after this call. Reads
     /// that arrive together share one round.
     pub async fn read_index(&self, timeout: Duration) -> Result<u64, ReadIndexError> {
-        self.reads.read_index(timeout).await
+        let start = tokio::time::Instant::now();
+        if tokio::time::timeout(timeout, self.handover.passable())
+            .await
+            .is_err()
+        {
+            return Err(ReadIndexError::Unavailable {
+                reason: format!("leadership was being handed over for {timeout:?}"),
+            });
+        }
+        self.reads
+            .read_index(timeout.saturating_sub(start.elapsed()))
+            .await
     }
 
     /// Leadership rounds run for reads so far (each served one or more).
@@ -74,7 +101,7 @@ impl Proposer {
     }
 
     /// Proposes `entry` and waits for it to commit and apply on this node (which must
-    /// be the leader), as [`propose`] does; API requests are batched with others.
+    /// be the leader), as [`super::propose`] does; API requests are batched with others.
     pub async fn propose(&self, entry: Entry) -> Result<(Response, LogId), ForwardError> {
         self.submit(entry).await
     }
@@ -86,7 +113,11 @@ impl Proposer {
             Entry::Request(r) => r,
             other => {
                 let (raft, timeout) = (self.raft.clone(), self.commit_timeout);
-                return Box::pin(async move { propose(&raft, other, timeout).await });
+                let handover = self.handover.clone();
+                return Box::pin(async move {
+                    let _passing = handover.pass().await;
+                    propose(&raft, other, timeout).await
+                });
             }
         };
         let bytes = bincode::serialized_size(&request).unwrap_or(MAX_BATCH_BYTES);
@@ -117,6 +148,7 @@ pub type Outcome = std::pin::Pin<
 async fn run(
     raft: Raft,
     mut rx: mpsc::UnboundedReceiver<Pending>,
+    handover: Arc<Handover>,
     commit_timeout: Duration,
     max_in_flight: usize,
 ) {
@@ -129,6 +161,8 @@ async fn run(
         let Some(first) = rx.recv().await else {
             return;
         };
+        // During a handover requests queue up here, and go as one batch once it ends.
+        let passing = handover.pass().await;
         let mut bytes = first.bytes;
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH && bytes < MAX_BATCH_BYTES {
@@ -160,7 +194,7 @@ async fn run(
                     reason: format!("raft is not running: {fatal}"),
                 }),
             };
-            drop(slot);
+            drop((slot, passing));
             fan_out(outcome, replies, single);
         });
     }

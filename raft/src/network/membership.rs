@@ -38,6 +38,10 @@ pub enum MembershipChange {
     },
     /// Remove `id` (voter or learner) from the membership.
     Remove { id: NodeId },
+    /// Hand leadership to voter `to` (see `handover`). The members stay the same; it is
+    /// here because it runs like a change: on the leader, one at a time, never during a
+    /// change of members.
+    TransferLeader { to: NodeId },
 }
 
 /// What a membership change answered when it took effect.
@@ -96,9 +100,11 @@ impl std::error::Error for MembershipError {}
 
 /// Runs `change` on this node, which must be the leader; at most one at a time per
 /// `peers` (one per node). `timeout` bounds the whole change, catch-up included.
+/// `proposer` is this node's: a leadership transfer holds its proposals.
 pub async fn change_membership(
     raft: &Raft,
     peers: &Peers,
+    proposer: &super::Proposer,
     change: MembershipChange,
     timeout: Duration,
 ) -> Result<MembershipDone, MembershipError> {
@@ -162,6 +168,9 @@ pub async fn change_membership(
             let r = within(deadline, raft.change_membership(remove, false)).await?;
             let index = r.map_err(write_error)?.log_id.index;
             Ok(MembershipDone { log_index: index })
+        }
+        MembershipChange::TransferLeader { to } => {
+            super::handover::transfer(raft, peers, proposer.handover(), to).await
         }
     }
 }

@@ -19,6 +19,7 @@ mod batch;
 mod client;
 mod error;
 mod forward;
+mod handover;
 mod membership;
 mod notice;
 mod peer;
@@ -39,6 +40,7 @@ use serde::Serialize;
 pub use batch::{Proposer, MAX_BATCH, MAX_BATCH_BYTES};
 pub use client::PeerClient;
 pub use error::{ForwardError, ReadIndexError};
+pub use handover::ElectNow;
 pub use membership::{
     change_membership, leader_view, LeaderView, MemberView, MembershipChange, MembershipDone,
     MembershipError,

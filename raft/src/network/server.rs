@@ -249,7 +249,14 @@ impl RaftNode for RaftService {
     ) -> Result<GrpcResponse<Payload>, Status> {
         let change: MembershipChange =
             decode(&request.into_inner().data).map_err(|e| invalid("membership change", e))?;
-        reply(&change_membership(&self.raft, &self.peers, change, MEMBERSHIP_TIMEOUT).await)
+        let timeout = MEMBERSHIP_TIMEOUT;
+        reply(&change_membership(&self.raft, &self.peers, &self.proposer, change, timeout).await)
+    }
+
+    async fn elect_now(&self, request: Request<Payload>) -> Result<GrpcResponse<Payload>, Status> {
+        let req: super::ElectNow =
+            decode(&request.into_inner().data).map_err(|e| invalid("elect-now request", e))?;
+        reply(&super::handover::elect_now(&self.raft, &req).await)
     }
 
     async fn leader_view(
