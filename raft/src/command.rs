@@ -219,6 +219,12 @@ pub enum Command {
         sessions: Vec<(String, ServerKey)>,
         now_ms: u64,
     },
+    /// `PUT /api/2/cluster/snapshot`: the contents of every keyval zone, sticky zone and
+    /// upstream that both this state and the backup hold are replaced by the backup's
+    /// (see `state::restore`). `snapshot` is a state as [`State::snapshot`] encodes it.
+    ///
+    /// [`State::snapshot`]: crate::State::snapshot
+    Restore { snapshot: Vec<u8>, now_ms: u64 },
 }
 
 /// A command from an API client, deduplicated by `(client, serial)`.
@@ -257,6 +263,7 @@ impl Command {
             | Command::StickyLearn { now_ms, .. }
             | Command::StickyTouch { now_ms, .. }
             | Command::StickyLearnBatch { now_ms, .. }
+            | Command::Restore { now_ms, .. }
             | Command::Expire { now_ms } => Some(*now_ms),
             Command::ConfigureKeyvalZone { .. }
             | Command::KeyvalDelete { .. }

@@ -17,7 +17,7 @@ pub use command::{
 };
 pub use outcome::{
     Applied, ExpiredCounts, HttpOnlyField, ImmutableField, KeyvalFormat, Origin, Rejected,
-    ServerView,
+    RestoreReport, ServerView,
 };
 pub use state::{normalize_address, SnapshotError, State, ZoneUsage};
 

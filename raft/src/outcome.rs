@@ -47,6 +47,20 @@ pub enum Applied {
     Expired(ExpiredCounts),
     /// The results of an `Entry::Batch`, in its order.
     Batch(Vec<Result<Applied, Rejected>>),
+    /// What a `Restore` did.
+    Restored(RestoreReport),
+}
+
+/// What a restore did, by API path of each zone or group (`http/keyvals/one`,
+/// `http/upstreams/backend`, `sticky/sessions`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RestoreReport {
+    /// Replaced by the backup's contents.
+    pub restored: Vec<String>,
+    /// In the backup, but not declared here: left out.
+    pub skipped: Vec<String>,
+    /// Declared here, but not in the backup: left as they were.
+    pub kept: Vec<String>,
 }
 
 /// Why a keyval write body is malformed (all `KeyvalFormatError`).
@@ -151,6 +165,10 @@ pub enum Rejected {
         client: u128,
         serial: u64,
     },
+    /// A restore whose snapshot cannot be read.
+    BadSnapshot {
+        reason: String,
+    },
 }
 
 impl Rejected {
@@ -187,6 +205,7 @@ impl Rejected {
             UpstreamBadAddress { .. } => (400, "UpstreamBadAddress"),
             UpstreamBadService => (400, "UpstreamBadService"),
             StaleRequest { .. } => (504, "WriteOutcomeUnknown"),
+            BadSnapshot { .. } => (400, "SnapshotFormatError"),
         }
     }
 }
@@ -233,6 +252,7 @@ impl fmt::Display for Rejected {
             StaleRequest { .. } => {
                 f.write_str("request retried too late: its outcome can no longer be known")
             }
+            BadSnapshot { reason } => write!(f, "the snapshot cannot be read: {reason}"),
         }
     }
 }

@@ -14,6 +14,10 @@
 //!   200 with it once this node sees it lead. Writes wait during the handover (a few
 //!   milliseconds with three voters) rather than fail.
 //!
+//! - `GET /2/cluster/snapshot` — a backup of the replicated state (after a read barrier,
+//!   unless `consistency=local`), in the format of a snapshot file; `PUT` restores one
+//!   (see `raftgate_raft::state::restore` for what a restore replaces).
+//!
 //! Changes run one at a time on the leader. Errors use the NGINX error object with
 //! raftgate's codes: 409 `ClusterChangeInProgress`, 400 `ClusterNodeFormatError` /
 //! `ClusterChangeInvalid`, 404 `ClusterNodeNotFound`, 503 `ClusterUnavailable` (no
@@ -21,7 +25,7 @@
 //! promoted: repeat the POST) and 504 `WriteOutcomeUnknown`.
 
 use raftgate_raft::network::{MembershipChange, MembershipError};
-use raftgate_raft::NodeId;
+use raftgate_raft::{Applied, Command, NodeId};
 use serde::Deserialize;
 
 use super::error::ApiError;
@@ -198,4 +202,73 @@ pub(crate) async fn transfer_leader<B: Backend>(
         .map_err(membership_error)?;
     let s = b.cluster_status().await;
     Ok(ApiResponse::json(200, json::encode(find(&s, n.id)?)?))
+}
+
+/// The largest backup a restore takes: one Raft entry that every node stores, sends and
+/// applies whole. Far above what keyval zones and sticky sessions of a real deployment
+/// hold, and well inside a gRPC message between nodes.
+pub const MAX_RESTORE_BYTES: usize = 16 << 20;
+
+pub const SNAPSHOT_FORMAT_ERROR: &str = "SnapshotFormatError";
+
+pub(crate) fn backup<B: Backend>(b: &B) -> Result<ApiResponse, ApiError> {
+    let bytes = b
+        .backup()
+        .map_err(|e| ApiError::new(500, super::error::INTERNAL_ERROR, format!("backup: {e}")))?;
+    Ok(ApiResponse {
+        status: 200,
+        body: bytes.into(),
+        content_type: "application/octet-stream",
+    })
+}
+
+/// What `PUT /2/cluster/snapshot` answers.
+#[derive(Debug, serde::Serialize)]
+struct Restored {
+    /// The last log index the backup reflects (`null` for an empty one).
+    backup_index: Option<u64>,
+    #[serde(flatten)]
+    report: raftgate_raft::RestoreReport,
+}
+
+pub(crate) async fn restore<B: Backend>(b: &B, body: &[u8]) -> Result<ApiResponse, ApiError> {
+    if body.len() > MAX_RESTORE_BYTES {
+        return Err(ApiError::new(
+            413,
+            SNAPSHOT_FORMAT_ERROR,
+            format!(
+                "the backup is {} bytes; a restore takes at most {MAX_RESTORE_BYTES}",
+                body.len()
+            ),
+        ));
+    }
+    let bad = |why: String| {
+        ApiError::new(
+            400,
+            SNAPSHOT_FORMAT_ERROR,
+            format!("not a raftgate backup: {why}"),
+        )
+    };
+    let (last, state) = raftgate_storage::decode_backup(body).map_err(bad)?;
+    // Refused here, before it reaches the log, if its state cannot be read; the reducer
+    // would refuse it too, on every node.
+    raftgate_raft::State::from_snapshot(&state).map_err(|e| bad(e.to_string()))?;
+    let command = Command::Restore {
+        snapshot: state,
+        now_ms: super::now_ms(),
+    };
+    match super::propose(b, command).await? {
+        Applied::Restored(report) => Ok(ApiResponse::json(
+            200,
+            json::encode(&Restored {
+                backup_index: last.map(|l| l.index),
+                report,
+            })?,
+        )),
+        other => Err(ApiError::new(
+            500,
+            super::error::INTERNAL_ERROR,
+            format!("a restore applied as {other:?}"),
+        )),
+    }
 }

@@ -104,23 +104,25 @@ pub struct Local<'a> {
     pub address: String,
 }
 
-/// The answer: a status and a JSON body (empty for 201 and 204).
+/// The answer: a status and a body, JSON but for a backup (empty for 201 and 204).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ApiResponse {
     pub status: u16,
     pub body: Bytes,
+    pub content_type: &'static str,
 }
 
 impl ApiResponse {
     fn json(status: u16, body: Bytes) -> Self {
-        ApiResponse { status, body }
+        ApiResponse {
+            status,
+            body,
+            content_type: "application/json",
+        }
     }
 
     fn empty(status: u16) -> Self {
-        ApiResponse {
-            status,
-            body: Bytes::new(),
-        }
+        ApiResponse::json(status, Bytes::new())
     }
 }
 
@@ -152,6 +154,8 @@ pub(crate) trait Backend {
     async fn cluster_status(&self) -> ClusterStatus;
     /// Runs a membership change through the leader; the index it committed at.
     async fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError>;
+    /// This node's applied state as a backup file (see `raftgate_storage::encode_backup`).
+    fn backup(&self) -> Result<Vec<u8>, String>;
 }
 
 impl Backend for Node {
@@ -179,15 +183,24 @@ impl Backend for Node {
     async fn change_membership(&self, change: MembershipChange) -> Result<u64, MembershipError> {
         Node::change_membership(self, change).await
     }
+
+    fn backup(&self) -> Result<Vec<u8>, String> {
+        let applied = self.reader.load();
+        raftgate_storage::encode_backup(
+            applied.state(),
+            applied.last_applied(),
+            applied.membership(),
+        )
+    }
 }
 
 pub(crate) async fn serve<B: Backend>(b: &B, req: ApiRequest<'_>) -> ApiResponse {
     match dispatch(b, &req).await {
         Ok(r) => r,
-        Err(e) => ApiResponse {
-            status: e.status,
-            body: error_body(&e, req.full_path, req.method.as_str(), req.request_id),
-        },
+        Err(e) => ApiResponse::json(
+            e.status,
+            error_body(&e, req.full_path, req.method.as_str(), req.request_id),
+        ),
     }
 }
 
@@ -289,6 +302,13 @@ async fn dispatch<B: Backend>(b: &B, req: &ApiRequest<'_>) -> Result<ApiResponse
         Route::ClusterNodes => match *req.method {
             http::Method::POST => cluster::add(b, &req.body).await,
             _ => cluster::nodes(b).await,
+        },
+        Route::ClusterSnapshot => match *req.method {
+            http::Method::PUT => cluster::restore(b, &req.body).await,
+            _ => {
+                read_barrier(b, &query).await?;
+                cluster::backup(b)
+            }
         },
         Route::ClusterLeader => match *req.method {
             http::Method::POST => cluster::transfer_leader(b, &req.body).await,

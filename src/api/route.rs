@@ -83,6 +83,8 @@ pub enum Route {
     ClusterNode(String),
     /// `/2/cluster/leader`: the leader; POST hands leadership to another voter.
     ClusterLeader,
+    /// `/2/cluster/snapshot`: GET takes a backup, PUT restores one.
+    ClusterSnapshot,
 }
 
 const READ: &[Method] = &[Method::GET, Method::HEAD];
@@ -91,6 +93,7 @@ const SERVER: &[Method] = &[Method::GET, Method::HEAD, Method::PATCH, Method::DE
 const NODES: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
 const NODE: &[Method] = &[Method::GET, Method::HEAD, Method::DELETE];
 const LEADER: &[Method] = &[Method::GET, Method::HEAD, Method::POST];
+const SNAPSHOT: &[Method] = &[Method::GET, Method::HEAD, Method::PUT];
 const ZONE: &[Method] = &[
     Method::GET,
     Method::HEAD,
@@ -108,6 +111,7 @@ impl Route {
             Route::ClusterNodes | Route::Servers(_) => NODES,
             Route::ClusterNode(_) => NODE,
             Route::ClusterLeader => LEADER,
+            Route::ClusterSnapshot => SNAPSHOT,
             Route::Processes
             | Route::Connections
             | Route::Ssl
@@ -138,7 +142,8 @@ impl Route {
             | Route::Cluster
             | Route::ClusterNodes
             | Route::ClusterNode(_)
-            | Route::ClusterLeader => false,
+            | Route::ClusterLeader
+            | Route::ClusterSnapshot => false,
             Route::Block(k) | Route::Keyvals(k) | Route::ServerZones(k) | Route::Upstreams(k) => {
                 *k == Kind::Stream
             }
@@ -227,6 +232,7 @@ fn cluster_route<'a>(mut segments: impl Iterator<Item = &'a str>) -> Result<Rout
         (Some("nodes"), None) => Route::ClusterNodes,
         (Some("nodes"), Some(id)) => Route::ClusterNode(id.to_string()),
         (Some("leader"), None) => Route::ClusterLeader,
+        (Some("snapshot"), None) => Route::ClusterSnapshot,
         _ => return Err(ApiError::path_not_found()),
     };
     match segments.next() {
@@ -430,6 +436,8 @@ mod tests {
         assert_eq!(Route::ClusterNode("4".into()).methods(), NODE);
         assert_eq!(route("/2/cluster/leader"), Ok(Route::ClusterLeader));
         assert_eq!(Route::ClusterLeader.methods(), LEADER);
+        assert_eq!(route("/2/cluster/snapshot/"), Ok(Route::ClusterSnapshot));
+        assert_eq!(Route::ClusterSnapshot.methods(), SNAPSHOT);
         assert_eq!(Route::Cluster.methods(), READ);
         assert!(!Route::Cluster.is_stream());
     }

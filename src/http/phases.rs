@@ -411,7 +411,7 @@ async fn api_content(p: &mut Pass<'_>, req: &mut Req, write: bool) -> Outcome {
     if !answer.body.is_empty() {
         r.headers_mut().insert(
             header::CONTENT_TYPE,
-            HeaderValue::from_static("application/json"),
+            HeaderValue::from_static(answer.content_type),
         );
     }
     Outcome::Response(r)

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 pub use flusher::{SyncCounts, SyncPause};
 pub use log_store::{LogStore, CHUNK};
 pub use raftgate_raft::NodeId;
-pub use snapshot_file::SnapshotFileError;
+pub use snapshot_file::{decode_backup, encode_backup, SnapshotFileError};
 pub use state_machine::{
     AppliedState, SnapshotBuilder, StateMachineStore, StateReader, StoreClosed,
 };

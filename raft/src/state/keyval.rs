@@ -91,6 +91,20 @@ impl KeyvalZone {
         })
     }
 
+    /// Takes `backup`'s entries, each written `shift(when)` instead, under this zone's
+    /// configuration (see `state::restore`).
+    pub(crate) fn restore(&mut self, backup: KeyvalZone, shift: impl Fn(u64) -> u64) {
+        self.entries = backup
+            .entries
+            .into_iter()
+            .map(|(k, e)| {
+                let written_ms = shift(e.written_ms);
+                (k, Entry { written_ms, ..e })
+            })
+            .collect();
+        self.reindex();
+    }
+
     fn reindex(&mut self) {
         self.used_bytes = 0;
         self.by_write.clear();

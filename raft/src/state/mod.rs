@@ -12,6 +12,7 @@
 pub mod dedup;
 mod ipnet;
 pub mod keyval;
+mod restore;
 pub mod sticky;
 pub mod upstream;
 mod validate;
@@ -232,6 +233,7 @@ impl State {
             } => self.upstream_mut(&upstream)?.patch(id, changes),
             Command::ServerRemove { upstream, id } => self.upstream_mut(&upstream)?.remove(id),
             Command::Expire { .. } => Ok(Applied::Expired(self.expire(now_ms))),
+            Command::Restore { snapshot, .. } => self.restore(&snapshot, now_ms),
         }
     }
 
@@ -277,9 +279,12 @@ impl State {
     pub fn from_snapshot(bytes: &[u8]) -> Result<State, SnapshotError> {
         match bytes.split_first() {
             None => Err(SnapshotError::Empty),
-            Some((&SNAPSHOT_FORMAT, rest)) => {
-                codec().deserialize(rest).map_err(SnapshotError::Codec)
-            }
+            // Bounded by the input's length: a backup handed to the API may be crafted,
+            // and a length field must not make the decoder read (or reserve) past it.
+            Some((&SNAPSHOT_FORMAT, rest)) => codec()
+                .with_limit(rest.len() as u64)
+                .deserialize(rest)
+                .map_err(SnapshotError::Codec),
             Some((&v, _)) => Err(SnapshotError::UnknownFormat(v)),
         }
     }

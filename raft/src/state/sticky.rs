@@ -92,6 +92,30 @@ impl StickyZone {
         })
     }
 
+    /// Takes `backup`'s sessions, each last accessed `shift(when)` instead, under this
+    /// zone's configuration (see `state::restore`). A zone smaller than the backup's holds
+    /// them all until its next learn evicts the least recently used.
+    pub(crate) fn restore(&mut self, backup: StickyZone, shift: impl Fn(u64) -> u64) {
+        let sessions = backup
+            .sessions
+            .into_iter()
+            .map(|(k, s)| {
+                let last_access_ms = shift(s.last_access_ms);
+                (
+                    k,
+                    Session {
+                        last_access_ms,
+                        ..s
+                    },
+                )
+            })
+            .collect();
+        *self = StickyZone::from(ZoneRepr {
+            config: self.config.clone(),
+            sessions,
+        });
+    }
+
     pub(crate) fn configure(&mut self, config: StickyZoneConfig) {
         self.config = config;
     }

@@ -162,6 +162,19 @@ impl Upstream {
         }
     }
 
+    /// Takes `backup`'s servers (ids, API changes, drain and down flags) and its record of
+    /// configured servers deleted through the API. The next reload reconciles them with
+    /// this configuration's server lines, as every reload does. The revision moves past
+    /// both, so every node's data path rebuilds the group.
+    pub(crate) fn restore(&mut self, backup: Upstream) {
+        let revision = self.revision.max(backup.revision) + 1;
+        *self = Upstream {
+            kind: self.kind,
+            revision,
+            ..backup
+        };
+    }
+
     pub(crate) fn revision(&self) -> u64 {
         self.revision
     }

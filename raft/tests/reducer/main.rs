@@ -4,6 +4,7 @@ mod dedup;
 mod determinism;
 mod keyval;
 mod mapping;
+mod restore;
 mod sticky;
 mod upstream;
 mod upstream_reload;
