@@ -20,7 +20,7 @@ pub const SCENARIOS: &[(&str, &str)] = &[
     ("slow-link", "every message to and from one node (the leader half the time) delayed by 2-15 ms each way, then restored"),
     ("full-disk", "one node's data directory (the leader half the time) filled to the last byte, then freed; a node that stopped meanwhile is started again, as a supervisor would (needs root: the data directories are tmpfs mounts)"),
     ("membership-change", "a follower cut off; a new node added and the cut-off one removed through the majority; healed; the removed node stopped"),
-    ("leader-transfer", "leadership handed to a random follower through POST /api/2/cluster/leader on a random node; it must answer 200 naming the follower as leader"),
+    ("leader-transfer", "leadership handed to a random follower through POST /api/2/cluster/leader on a random node; it must answer 200 naming the follower as leader, or 504 ClusterNodeNotCaughtUp (given up, nothing changed)"),
 ];
 
 /// One injected fault: when it was in place, and what it was.
@@ -190,7 +190,11 @@ pub fn inject(scenario: &str, w: &mut World<'_>) -> Result<Vec<Injected>, String
                 let v: serde_json::Value = serde_json::from_str(b).ok()?;
                 (*s == 200 && v["role"] == "leader").then(|| v["id"].as_u64())?
             });
-            if named != Some(id(follower)) {
+            // A handover given up before the follower was asked to stand (it did not
+            // match the log in time, say on a loaded machine) changed nothing, and says
+            // so; anything else than that or success is a failure.
+            let refused = matches!(&r, Ok((504, b)) if b.contains("ClusterNodeNotCaughtUp"));
+            if named != Some(id(follower)) && !refused {
                 return Err(format!("{what}: {r:?}"));
             }
             std::thread::sleep(hold);

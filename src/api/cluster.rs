@@ -143,7 +143,9 @@ fn membership_error(e: MembershipError) -> ApiError {
         MembershipError::InProgress(_) => ApiError::new(409, CLUSTER_CHANGE_IN_PROGRESS, text),
         MembershipError::Invalid(_) => ApiError::new(400, CLUSTER_CHANGE_INVALID, text),
         MembershipError::NotFound(id) => not_found(id),
-        MembershipError::NotCaughtUp { .. } => ApiError::new(504, CLUSTER_NODE_NOT_CAUGHT_UP, text),
+        MembershipError::NotCaughtUp { .. } | MembershipError::NotTakenOver { .. } => {
+            ApiError::new(504, CLUSTER_NODE_NOT_CAUGHT_UP, text)
+        }
         MembershipError::Unknown(_) => ApiError::write_outcome_unknown(text),
     }
 }

@@ -669,6 +669,14 @@ async fn cluster_change_errors_map_to_statuses() {
             "ClusterNodeNotCaughtUp",
         ),
         (
+            MembershipError::NotTakenOver {
+                id: 2,
+                reason: "x".into(),
+            },
+            504,
+            "ClusterNodeNotCaughtUp",
+        ),
+        (
             MembershipError::Unknown("x".into()),
             504,
             "WriteOutcomeUnknown",

@@ -34,6 +34,10 @@ use crate::NodeId;
 /// it has run out.
 const LEASE_MARGIN: Duration = Duration::from_millis(20);
 
+/// The least time writes already proposed get to commit before a transfer is given up: a
+/// busy node may take a few hundred milliseconds, and giving up costs a retry.
+const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
+
 /// What the leader sends the voter it hands over to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ElectNow {
@@ -202,17 +206,15 @@ pub(crate) async fn transfer(
     let hold = handover.hold(raft);
     // Every proposal that passed the gate before it closed has its outcome once the
     // passing lock is free: from then on the log's end stays where it is.
-    let settled = tokio::time::timeout(lease * 2, handover.passing.write()).await;
-    drop(settled.map_err(|_| MembershipError::NotCaughtUp {
+    let settle = (lease * 2).max(SETTLE_AT_LEAST);
+    let settled = tokio::time::timeout(settle, handover.passing.write()).await;
+    drop(settled.map_err(|_| MembershipError::NotTakenOver {
         id: to,
-        reason: format!(
-            "writes under way did not commit within {:?}; nothing changed",
-            lease * 2
-        ),
+        reason: format!("the writes under way did not commit within {settle:?}"),
     })?);
-    // The target may still be receiving the last of them: it may take a lease to match
-    // them, no more, or it is not in a state to lead.
-    matched_all(raft, to, term, lease * 2).await?;
+    // The target may still be receiving the last of them: if it cannot match them in as
+    // long, it is not in a state to lead.
+    matched_all(raft, to, term, settle).await?;
     // With more than three voters the target needs votes from followers too, which
     // they grant once a lease has passed without a heartbeat.
     if membership.voter_ids().count() > 3 {
@@ -275,11 +277,9 @@ async fn matched_all(
     };
     match tokio::time::timeout(within, wait).await {
         Ok(r) => r,
-        Err(_) => Err(MembershipError::NotCaughtUp {
+        Err(_) => Err(MembershipError::NotTakenOver {
             id: to,
-            reason: format!(
-                "it has not matched the leader's log within {within:?}; nothing changed"
-            ),
+            reason: format!("it has not matched the leader's log within {within:?}"),
         }),
     }
 }
@@ -339,7 +339,7 @@ pub(crate) async fn elect_now(raft: &Raft, req: &ElectNow) -> Result<(), String>
 }
 
 impl Peers {
-    /// Asks voter `to` to campaign (see [`elect_now`]). Fails as `NotCaughtUp` when it
+    /// Asks voter `to` to campaign (see [`elect_now`]). Fails as `NotTakenOver` when it
     /// refuses (nothing changed), `Unreachable` when the request was not sent, and
     /// `Unknown` when it was sent but not answered (it may be campaigning).
     async fn elect_now(
@@ -369,7 +369,7 @@ impl Peers {
             ))),
             Ok(p) => match decode::<Result<(), String>>(&p.data) {
                 Ok(Ok(())) => Ok(()),
-                Ok(Err(reason)) => Err(MembershipError::NotCaughtUp { id: to, reason }),
+                Ok(Err(reason)) => Err(MembershipError::NotTakenOver { id: to, reason }),
                 Err(e) => Err(MembershipError::Unknown(format!("unreadable answer: {e}"))),
             },
         }

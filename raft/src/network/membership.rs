@@ -70,6 +70,9 @@ pub enum MembershipError {
     /// The node was added as a learner but did not catch up in time, so it was not
     /// promoted. Repeating the same add finishes the job.
     NotCaughtUp { id: NodeId, reason: String },
+    /// A leadership transfer to `id` was given up before it asked `id` to stand: the
+    /// leader still leads, and nothing changed.
+    NotTakenOver { id: NodeId, reason: String },
     /// The change may or may not have committed (timeout, lost answer).
     Unknown(String),
 }
@@ -90,6 +93,10 @@ impl std::fmt::Display for MembershipError {
             MembershipError::NotCaughtUp { id, reason } => write!(
                 f,
                 "node {id} was added as a learner but has not caught up, so it is not a voter yet ({reason}); repeat the request to finish"
+            ),
+            MembershipError::NotTakenOver { id, reason } => write!(
+                f,
+                "node {id} did not take over ({reason}); nothing changed"
             ),
             MembershipError::Unknown(r) => write!(f, "membership change outcome unknown: {r}"),
         }
