@@ -10,6 +10,7 @@ pub mod config;
 pub mod dashboard;
 pub mod dev;
 pub mod http;
+pub mod jwt;
 pub mod keyval;
 pub mod local;
 pub mod log;

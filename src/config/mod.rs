@@ -148,6 +148,7 @@ pub fn table() -> impl Iterator<Item = &'static Spec> {
         .chain(crate::upstream::build::DIRECTIVES.iter())
         .chain(crate::keyval::DIRECTIVES.iter())
         .chain(crate::stream::DIRECTIVES.iter())
+        .chain(crate::jwt::conf::DIRECTIVES.iter())
 }
 
 /// The row for `name` in the context `ctx`; `Err(true)` when the name exists but not

@@ -97,6 +97,8 @@ pub struct LocConf {
     pub status_zone: Option<String>,
     /// `server_tokens`: whether `Server` carries the version.
     pub server_tokens: Option<bool>,
+    /// `auth_jwt`, its keys and leeway, each inherited on its own.
+    pub jwt: crate::jwt::JwtLoc,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -170,6 +172,9 @@ impl LocConf {
         inherit!(proxy.buffering);
         inherit!(status_zone);
         inherit!(server_tokens);
+        inherit!(jwt.auth);
+        inherit!(jwt.keys);
+        inherit!(jwt.leeway);
         if inherit_content {
             inherit!(content);
         }

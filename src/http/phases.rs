@@ -147,6 +147,8 @@ pub async fn handle(
         process(&mut pass, &mut req, None).await
     };
     let outcome = error_pages(&mut pass, &mut req, outcome).await;
+    // A 401 raftgate answers itself carries auth_jwt's challenge; an upstream's its own.
+    let own = !matches!(outcome, Outcome::Response(_));
     let conf = pass.conf.clone();
     let mut resp = match outcome {
         Outcome::Response(r) => r,
@@ -175,6 +177,16 @@ pub async fn handle(
             return Err(CloseConnection);
         }
     };
+    if own && resp.status() == StatusCode::UNAUTHORIZED {
+        let challenge = match req.jwt_challenge.take() {
+            Some(c) => Some(c),
+            None if conf.jwt.enabled().is_some() => crate::jwt::challenge_for(&mut req),
+            None => None,
+        };
+        if let Some(c) = challenge {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, c);
+        }
+    }
     header_filter(&conf, &mut req, &mut resp);
     let status = resp.status().as_u16();
     req.status = status;
@@ -249,6 +261,9 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
         match &loc {
             Some(l) => {
                 p.conf = l.conf.clone();
+                // The location's variables (JWT claims) read its settings already in
+                // its rewrite phase.
+                req.loc_conf = Some(p.conf.clone());
                 let flow = rewrite::run(&l.script, req, &mut p.conf);
                 // An `if` that matched may have switched the configuration (its `root`).
                 req.loc_conf = Some(p.conf.clone());
@@ -276,6 +291,12 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                     req.request_uri
                 );
                 return Outcome::Status(403, None);
+            }
+        }
+        if p.conf.jwt.enabled().is_some() {
+            if let Err(challenge) = crate::jwt::access(req) {
+                req.jwt_challenge = Some(challenge);
+                return Outcome::Status(401, None);
             }
         }
         let max = p.conf.max_body();

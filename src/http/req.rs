@@ -81,6 +81,12 @@ pub struct Req {
     /// The host of an absolute-form request line (`GET http://h/ HTTP/1.1`), which
     /// takes precedence over `Host` as in nginx.
     pub request_host: Option<String>,
+    /// The check of this request's JWT, once made (see `jwt`).
+    pub jwt: Option<Box<crate::jwt::Memo>>,
+    /// Set while the JWT is being read, so a `token=` variable cannot ask for itself.
+    pub jwt_busy: bool,
+    /// The `WWW-Authenticate` value of an auth_jwt refusal.
+    pub jwt_challenge: Option<http::HeaderValue>,
 }
 
 impl Req {
@@ -125,6 +131,9 @@ impl Req {
             loc_conf: None,
             request_host: None,
             node: None,
+            jwt: None,
+            jwt_busy: false,
+            jwt_challenge: None,
         }
     }
 

@@ -32,7 +32,7 @@ pub type Setter = fn(&mut Req, String);
 pub type Provider = fn(&str) -> Option<VarKind>;
 
 /// Every source of built-in variables, asked in order.
-pub static PROVIDERS: &[Provider] = &[http::builtin];
+pub static PROVIDERS: &[Provider] = &[http::builtin, crate::jwt::claims::provider];
 
 fn provided(name: &str) -> Option<VarKind> {
     PROVIDERS.iter().find_map(|p| p(name))

@@ -60,7 +60,16 @@ impl Drop for Gate {
 
 /// Starts raftgate on `conf` (listen on `127.0.0.1:0` to get a free port).
 pub async fn start(conf: &str) -> Gate {
+    start_with(conf, &[]).await
+}
+
+/// Starts raftgate on `conf` with `files` (name, contents) written into its prefix
+/// first, for the files a configuration names relatively (a key set).
+pub async fn start_with(conf: &str, files: &[(&str, &str)]) -> Gate {
     let dir = temp_dir("gate");
+    for (name, contents) in files {
+        std::fs::write(dir.join(name), contents).expect("write file");
+    }
     let source = Source::Text {
         name: "test.conf".into(),
         text: conf.to_string(),
