@@ -478,3 +478,53 @@ fn broken_key_files_and_directives_are_configuration_errors() {
     );
     let _ = std::fs::remove_dir_all(&dir);
 }
+
+#[tokio::test]
+async fn a_reload_rotates_keys_and_a_broken_key_file_keeps_the_old_ones() {
+    let b = backend("app", Behave::Echo).await;
+    let old = signer("ES384");
+    let new = signer("HS512");
+    let conf = format!(
+        "events {{}}\nhttp {{\n server {{\n  listen 127.0.0.1:0;\n  auth_jwt api;\n  auth_jwt_key_file keys.json;\n  location / {{ proxy_pass http://{}; }}\n }}\n}}\n",
+        b.addr
+    );
+    let g = start_with(&conf, &[("keys.json", &jwks(&[old.jwk()]))]).await;
+    let old_token = format!("Bearer {}", old.token(json!({}), json!({"sub": "o"})));
+    let new_token = format!("Bearer {}", new.token(json!({}), json!({"sub": "n"})));
+    assert_eq!(bearer(g.addr(), "/", Some(&old_token)).await.status, 200);
+    assert_eq!(bearer(g.addr(), "/", Some(&new_token)).await.status, 401);
+
+    std::fs::write(g.dir.join("keys.json"), jwks(&[new.jwk()])).expect("rotate");
+    g.rt.reload().await.expect("reload");
+    assert_eq!(bearer(g.addr(), "/", Some(&new_token)).await.status, 200);
+    // The old token was verified and remembered before: a reload forgets it.
+    assert_eq!(bearer(g.addr(), "/", Some(&old_token)).await.status, 401);
+
+    std::fs::write(g.dir.join("keys.json"), "{\"keys\": [{\"kty\": \"oct\"}]}").expect("break");
+    let errors =
+        g.rt.reload()
+            .await
+            .expect_err("a broken key file was put in force");
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.contains("test.conf:6:") && e.contains("no \"k\"")),
+        "{errors:?}"
+    );
+    assert_eq!(bearer(g.addr(), "/", Some(&new_token)).await.status, 200);
+}
+
+#[test]
+fn auth_jwt_without_a_key_file_is_warned_about() {
+    let text = "events {}\nhttp {\n server {\n  listen 127.0.0.1:0;\n  auth_jwt api;\n  location /x { return 200; }\n }\n}\n";
+    let config = raftgate::config::load_str(text, "test.conf", std::env::temp_dir())
+        .expect("loads, with a warning");
+    assert!(
+        config
+            .warnings
+            .iter()
+            .any(|w| w.starts_with("test.conf:6:") && w.contains("no auth_jwt_key_file")),
+        "{:?}",
+        config.warnings
+    );
+}

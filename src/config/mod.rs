@@ -52,6 +52,11 @@ impl Diagnostics {
         self.errors.push(msg);
     }
 
+    /// A warning with its FILE:LINE already in `msg`.
+    pub fn warn_plain(&mut self, msg: String) {
+        self.warnings.push(msg);
+    }
+
     pub fn warn_at(&mut self, d: &Directive, msg: &str) {
         self.warnings
             .push(format!("{}:{}: {}", d.file, d.line, msg));

@@ -375,6 +375,11 @@ fn build_location(cx: &mut Cx, lb: LocationBuild, parent: &LocConf) -> Option<Ar
         }
     }
     loc.merge_from(parent, false);
+    if loc.jwt.enabled().is_some() && loc.jwt.keys.is_none() {
+        cx.diags.warn_plain(format!(
+            "{at}: auth_jwt is on in location \"{name}\" but no auth_jwt_key_file applies there: every request to it is answered 401"
+        ));
+    }
     merge_ifs(cx, &mut script, &loc);
     let mut locs = Locations::default();
     for c in children {
