@@ -487,14 +487,25 @@ fn leadership_handed_over_under_writes_refuses_and_loses_nothing() {
         // Asked through the leader, the target or the third node in turn.
         let via = [leader, to, 3 - leader - to][round % 3];
         let started = Instant::now();
-        let (status, body) = c
-            .call(
+        let ask = || {
+            c.call(
                 via,
                 "POST",
                 "/api/2/cluster/leader",
                 &format!("{{\"id\": {}}}", c.members[to].id),
             )
-            .expect("transfer");
+            .expect("transfer")
+        };
+        // A handover given up because the target lagged (a loaded machine) changed
+        // nothing and says so; asking again is what an operator does.
+        let mut answer = ask();
+        for _ in 0..3 {
+            if !(answer.0 == 504 && answer.1.contains("ClusterNodeNotCaughtUp")) {
+                break;
+            }
+            answer = ask();
+        }
+        let (status, body) = answer;
         let took = started.elapsed();
         assert_eq!(status, 200, "round {round}: {body}");
         let shown: serde_json::Value = serde_json::from_str(&body).expect("json");
@@ -524,9 +535,18 @@ fn leadership_handed_over_under_writes_refuses_and_loses_nothing() {
     assert_eq!(status, 404, "{body}");
     let failed = load.failed.lock().expect("lock").clone();
     let acked = load.finish();
+    // No write is refused (503) for a handover. One forwarded at the very moment may,
+    // rarely, be answered "outcome unknown" (504): it may have applied, so it is never
+    // counted as acknowledged, and nothing acknowledged may be missing below.
+    let refused: Vec<&String> = failed.iter().filter(|f| !f.starts_with("504 ")).collect();
     assert!(
-        failed.is_empty(),
-        "writes failed during handovers: {failed:?}"
+        refused.is_empty(),
+        "writes refused during handovers: {refused:?}"
+    );
+    eprintln!(
+        "{} writes acknowledged, {} outcome unknown",
+        acked.len(),
+        failed.len()
     );
     for i in 0..3 {
         assert_has_all(&c, i, &acked);

@@ -452,6 +452,11 @@ fn broken_key_files_and_directives_are_configuration_errors() {
         ),
         ("  auth_jwt_leeway soon;", "test.conf:5: invalid time", ""),
         (
+            "  auth_jwt_leeway 500ms;",
+            "test.conf:5: invalid value \"500ms\"",
+            "whole seconds",
+        ),
+        (
             "  auth_jwt a;\n  auth_jwt b;",
             "test.conf:6: \"auth_jwt\" directive is duplicate",
             "",

@@ -132,7 +132,9 @@ fn exp_and_nbf_with_leeway_and_types() {
     assert_eq!(check(json!({"exp": t - 1}), 0), Err(Failure::Expired));
     assert_eq!(check(json!({"exp": t - 1}), 5), Ok(()));
     assert_eq!(check(json!({"exp": t - 6}), 5), Err(Failure::Expired));
-    assert_eq!(check(json!({"exp": t}), 0), Ok(()));
+    // Not accepted on or after exp (RFC 7519 §4.1.4).
+    assert_eq!(check(json!({"exp": t}), 0), Err(Failure::Expired));
+    assert_eq!(check(json!({"exp": t + 1}), 0), Ok(()));
     assert_eq!(check(json!({"nbf": t + 1}), 0), Err(Failure::NotYetValid));
     assert_eq!(check(json!({"nbf": t + 1}), 5), Ok(()));
     assert_eq!(check(json!({"nbf": t + 6}), 5), Err(Failure::NotYetValid));
@@ -166,10 +168,10 @@ fn a_cached_token_is_not_served_past_its_exp() {
     let token = s.token(json!({}), json!({"exp": t + 10}));
     assert!(keys.check(&token, t, 0).is_ok());
     assert!(
-        keys.check(&token, t + 10, 0).is_ok(),
+        keys.check(&token, t + 9, 0).is_ok(),
         "served from the cache"
     );
-    assert_eq!(keys.check(&token, t + 11, 0).err(), Some(Failure::Expired));
+    assert_eq!(keys.check(&token, t + 10, 0).err(), Some(Failure::Expired));
     assert_eq!(keys.check(&token, t + 11, 0).err(), Some(Failure::Expired));
     let early = s.token(json!({}), json!({"nbf": t + 10}));
     assert_eq!(keys.check(&early, t, 0).err(), Some(Failure::NotYetValid));

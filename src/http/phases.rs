@@ -282,6 +282,24 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
             None => p.conf = p.server.conf.clone(),
         }
 
+        // As nginx: a body too large for the location is refused (413) before the
+        // access phase (403, 401) looks at the request.
+        let max = p.conf.max_body();
+        if max > 0 {
+            let len = req
+                .headers
+                .get(header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            if len.is_some_and(|l| l > max) {
+                crate::log_error!(
+                    "client intended to send too large body: {} bytes",
+                    len.unwrap_or_default()
+                );
+                return Outcome::Status(413, None);
+            }
+        }
+
         if let Some(rules) = p.conf.access.as_deref() {
             if !access::allowed(rules, req.conn.remote.ip()) {
                 crate::log_error!(
@@ -299,22 +317,6 @@ async fn process(p: &mut Pass<'_>, req: &mut Req, named: Option<Arc<Location>>) 
                 return Outcome::Status(401, None);
             }
         }
-        let max = p.conf.max_body();
-        if max > 0 {
-            let len = req
-                .headers
-                .get(header::CONTENT_LENGTH)
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.parse::<u64>().ok());
-            if len.is_some_and(|l| l > max) {
-                crate::log_error!(
-                    "client intended to send too large body: {} bytes",
-                    len.unwrap_or_default()
-                );
-                return Outcome::Status(413, None);
-            }
-        }
-
         let content = p.conf.content.clone();
         match content {
             Some(Content::Api { write }) => return api_content(p, req, write).await,

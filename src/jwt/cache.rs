@@ -43,7 +43,7 @@ impl VerifiedCache {
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
         let v = s.map.get(token)?.clone();
-        if v.exp.is_some_and(|exp| exp < now) {
+        if v.exp.is_some_and(|exp| exp <= now) {
             s.map.remove(token);
             return None;
         }
@@ -51,7 +51,7 @@ impl VerifiedCache {
     }
 
     pub fn put(&self, token: &str, v: Arc<Verified>, now: i64) {
-        if token.len() > MAX_CACHED_TOKEN || v.exp.is_some_and(|exp| exp < now) {
+        if token.len() > MAX_CACHED_TOKEN || v.exp.is_some_and(|exp| exp <= now) {
             return;
         }
         let mut s = self
@@ -112,8 +112,8 @@ mod tests {
         assert!(c.cached() <= SHARDS * PER_SHARD, "{}", c.cached());
         assert!(c.get("token-4999", 0).is_some(), "the newest is kept");
         c.put("short-lived", verified(Some(100)), 50);
-        assert!(c.get("short-lived", 100).is_some());
-        assert!(c.get("short-lived", 101).is_none(), "served past its exp");
+        assert!(c.get("short-lived", 99).is_some());
+        assert!(c.get("short-lived", 100).is_none(), "served at its exp");
         c.put("already-expired", verified(Some(10)), 50);
         assert!(
             c.get("already-expired", 0).is_none(),

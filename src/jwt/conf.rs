@@ -78,6 +78,16 @@ fn auth_jwt_key_file(cx: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), 
         .map(|k| k.keys.clone())
         .unwrap_or_default();
     all.extend(keys);
+    if all.iter().filter(|k| k.kid.is_none()).count() > super::MAX_CANDIDATES {
+        cx.diags.warn_at(
+            d,
+            &format!(
+                "more than {} keys without a \"kid\": a token without a \"kid\" is checked against the first {} that fit its \"alg\" only",
+                super::MAX_CANDIDATES,
+                super::MAX_CANDIDATES
+            ),
+        );
+    }
     l.jwt.keys = Some(Arc::new(KeySet::new(all)));
     Ok(())
 }
@@ -86,7 +96,15 @@ fn auth_jwt_leeway(_: &mut Cx, l: &mut LocConf, d: &Directive) -> Result<(), Str
     if l.jwt.leeway.is_some() {
         return Err("\"auth_jwt_leeway\" directive is duplicate".into());
     }
-    l.jwt.leeway = Some(parse_time(d.arg(0))?);
+    let leeway = parse_time(d.arg(0))?;
+    // nginx reads it in seconds; a fraction would silently round down to nothing.
+    if leeway.subsec_nanos() != 0 {
+        return Err(format!(
+            "invalid value \"{}\": \"auth_jwt_leeway\" takes whole seconds",
+            d.arg(0)
+        ));
+    }
+    l.jwt.leeway = Some(leeway);
     Ok(())
 }
 

@@ -72,7 +72,11 @@ impl Verified {
     /// Whether the token is inside its validity window at `now` (seconds), `leeway`
     /// seconds of clock skew allowed either way.
     fn in_window(&self, now: i64, leeway: i64) -> Result<(), Failure> {
-        if self.exp.is_some_and(|exp| exp.saturating_add(leeway) < now) {
+        // RFC 7519 §4.1.4: not accepted on or after `exp`.
+        if self
+            .exp
+            .is_some_and(|exp| exp.saturating_add(leeway) <= now)
+        {
             return Err(Failure::Expired);
         }
         if self.nbf.is_some_and(|nbf| nbf.saturating_sub(leeway) > now) {
@@ -82,8 +86,9 @@ impl Verified {
     }
 }
 
-/// The most keys one token is tried against (keys without a `kid` that fit its `alg`).
-const MAX_CANDIDATES: usize = 16;
+/// The most keys one token is tried against (keys without a `kid` that fit its `alg`):
+/// a bound on what one forged token costs. A larger set gets a warning at load.
+pub const MAX_CANDIDATES: usize = 16;
 
 /// The keys of one `auth_jwt_key_file` (or several), parsed once per configuration load,
 /// with the cache of tokens they verified.
@@ -195,6 +200,7 @@ pub struct Memo {
     /// The key set it was checked with (its address) and the token, so a request that
     /// moved to a location with other keys, or names another token, is checked again.
     keys: usize,
+    leeway: i64,
     token: String,
     outcome: Result<Arc<Verified>, Failure>,
 }
@@ -236,14 +242,16 @@ fn outcome(req: &mut crate::http::req::Req) -> Option<Result<Arc<Verified>, Fail
         return Some(Err(Failure::NoKey));
     };
     let id = Arc::as_ptr(keys) as usize;
+    let leeway = conf.jwt.leeway_secs();
     if let Some(m) = &req.jwt {
-        if m.keys == id && m.token == token {
+        if m.keys == id && m.leeway == leeway && m.token == token {
             return Some(m.outcome.clone());
         }
     }
-    let outcome = keys.check(&token, now_secs(), conf.jwt.leeway_secs());
+    let outcome = keys.check(&token, now_secs(), leeway);
     req.jwt = Some(Box::new(Memo {
         keys: id,
+        leeway,
         token,
         outcome: outcome.clone(),
     }));

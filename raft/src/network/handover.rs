@@ -16,6 +16,7 @@
 //! with "not the leader, it is node N", which sends them to the new one: a write is
 //! held for the handover, never refused because of it.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -117,27 +118,38 @@ impl Handover {
             .map(|(_, since)| since.elapsed())
     }
 
-    /// Closes the gate and stops heartbeats until the returned guard drops.
+    /// Closes the gate until the returned guard drops.
     fn hold<'a>(&'a self, raft: &'a Raft) -> Hold<'a> {
         self.held.send_replace(true);
-        raft.runtime_config().heartbeat(false);
         Hold {
             handover: self,
             raft,
+            quiet: AtomicBool::new(false),
         }
     }
 }
 
-/// A transfer under way: dropping it (on success, failure or cancellation alike) brings
-/// the heartbeats back and opens the gate.
+/// A transfer under way: dropping it (on success, failure or cancellation alike) opens
+/// the gate, and brings the heartbeats back if [`Hold::quiet`] stopped them.
 struct Hold<'a> {
     handover: &'a Handover,
     raft: &'a Raft,
+    quiet: AtomicBool,
+}
+
+impl Hold<'_> {
+    /// Stops heartbeats, so that followers' leases run out.
+    fn quiet(&self) {
+        self.quiet.store(true, Ordering::Relaxed);
+        self.raft.runtime_config().heartbeat(false);
+    }
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        self.raft.runtime_config().heartbeat(true);
+        if self.quiet.load(Ordering::Relaxed) {
+            self.raft.runtime_config().heartbeat(true);
+        }
         self.handover.held.send_replace(false);
     }
 }
@@ -159,14 +171,19 @@ impl Drop for NoCampaign<'_> {
 }
 
 /// Hands leadership from this node, which must lead, to voter `to`, and answers once
-/// another leader is elected (normally `to`). The caller holds the membership lock, so
-/// no change of members runs meanwhile.
+/// another leader is elected (normally `to`), within `timeout`. The caller holds the
+/// membership lock, so no change of members runs meanwhile.
 pub(crate) async fn transfer(
     raft: &Raft,
     peers: &Peers,
     handover: &Handover,
     to: NodeId,
+    timeout: Duration,
 ) -> Result<MembershipDone, MembershipError> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let left = |at_most: Duration| {
+        at_most.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+    };
     let lease = Duration::from_millis(raft.config().election_timeout_max);
     let m = raft.metrics().borrow().clone();
     if m.state != ServerState::Leader {
@@ -194,7 +211,7 @@ pub(crate) async fn transfer(
     // its election.
     match handover.leading_for(term) {
         Some(led) if led < lease + LEASE_MARGIN => {
-            tokio::time::sleep(lease + LEASE_MARGIN - led).await;
+            tokio::time::sleep(left(lease + LEASE_MARGIN - led)).await;
         }
         Some(_) => {}
         None => {
@@ -203,10 +220,12 @@ pub(crate) async fn transfer(
             })
         }
     }
+    // Heartbeats go on while the target catches up: they change no log, and without
+    // them a follower would campaign after an election timeout of its own.
     let hold = handover.hold(raft);
     // Every proposal that passed the gate before it closed has its outcome once the
     // passing lock is free: from then on the log's end stays where it is.
-    let settle = (lease * 2).max(SETTLE_AT_LEAST);
+    let settle = left((lease * 2).max(SETTLE_AT_LEAST));
     let settled = tokio::time::timeout(settle, handover.passing.write()).await;
     drop(settled.map_err(|_| MembershipError::NotTakenOver {
         id: to,
@@ -214,27 +233,37 @@ pub(crate) async fn transfer(
     })?);
     // The target may still be receiving the last of them: if it cannot match them in as
     // long, it is not in a state to lead.
-    matched_all(raft, to, term, settle).await?;
+    matched_all(raft, to, term, left(settle)).await?;
     // With more than three voters the target needs votes from followers too, which
-    // they grant once a lease has passed without a heartbeat.
+    // they grant once a lease has passed without a heartbeat. (With three, the old
+    // leader's vote is the one it needs, and that lease ran from its election.)
     if membership.voter_ids().count() > 3 {
-        tokio::time::sleep(lease + LEASE_MARGIN).await;
+        hold.quiet();
+        tokio::time::sleep(left(lease + LEASE_MARGIN)).await;
     }
     // Having voted for the target, this node must not stand against it either.
     let _no_campaign = NoCampaign::new(raft);
-    peers
-        .elect_now(to, &ElectNow { leader: m.id, term }, lease)
-        .await?;
+    match peers
+        .elect_now(to, &ElectNow { leader: m.id, term }, left(lease))
+        .await
+    {
+        Ok(()) => {}
+        // Sent but not answered: the target may be campaigning. Keep holding, as if it
+        // had said yes, so that new entries do not leave it behind and turn its
+        // campaign into a full election.
+        Err(MembershipError::Unknown(_)) => {}
+        Err(e) => return Err(e),
+    }
     // The gate opens as soon as this node has voted for the target and stepped down:
     // what it held is then answered "not the leader" at once, a round trip before the
     // others hear of the new leader, so forwarding nodes go to the new one rather than
     // give up on this one.
-    let within = lease * 3;
+    let within = left(lease * 3);
     let stepped_down = left_term(raft, term, within).await;
     drop(hold);
     // The target normally wins in one vote round trip. With more than three voters it
     // may need the followers' leases to run out first, and its election timer after.
-    if stepped_down && new_leader(raft, term, within).await {
+    if stepped_down && new_leader(raft, term, left(within)).await {
         Ok(done)
     } else {
         Err(MembershipError::Unknown(format!(

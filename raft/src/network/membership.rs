@@ -177,7 +177,8 @@ pub async fn change_membership(
             Ok(MembershipDone { log_index: index })
         }
         MembershipChange::TransferLeader { to } => {
-            super::handover::transfer(raft, peers, proposer.handover(), to).await
+            let left = deadline.saturating_duration_since(Instant::now());
+            super::handover::transfer(raft, peers, proposer.handover(), to, left).await
         }
     }
 }

@@ -2,10 +2,12 @@
 //!
 //! A backup is a whole state, but what a cluster holds is shaped by its configuration:
 //! its `keyval_zone`s, `sticky learn` zones and upstream groups. So a restore goes zone by
-//! zone and group by group. Each one that both hold gets the backup's contents (keys,
-//! sessions, servers with their API changes and drain flags) under this cluster's own
-//! configuration of it (size, timeout, type). What only the backup has is left out;
-//! what only this cluster has stays as it was. The report names each.
+//! zone and group by group. Each one that both hold gets the backup's contents under
+//! this cluster's own configuration of it: a zone's keys or sessions, under its size,
+//! timeout and type here; a group's API changes (drain, down, weight...) on the servers
+//! this configuration names, matched by address, and the servers added through the API.
+//! What only the backup has is left out; what only this cluster has stays as it was.
+//! The report names each.
 //!
 //! Times move with the log: a key or session keeps the age it had in the backup, so a
 //! restore into a cluster whose log clock is days ahead does not expire it all at once,

@@ -162,17 +162,42 @@ impl Upstream {
         }
     }
 
-    /// Takes `backup`'s servers (ids, API changes, drain and down flags) and its record of
-    /// configured servers deleted through the API. The next reload reconciles them with
-    /// this configuration's server lines, as every reload does. The revision moves past
-    /// both, so every node's data path rebuilds the group.
+    /// Takes `backup`'s runtime state under this configuration (see `state::restore`):
+    /// each server of this configuration takes the API changes (drain, down, weight...)
+    /// that the backup's configured server at the same address had, or none; the servers
+    /// added through the API are the backup's, with ids of this group. The backup's own
+    /// configured servers are not taken: the data path never sends traffic to a server
+    /// that this configuration does not name and nobody added here. The revision moves
+    /// on, so every node's data path rebuilds the group.
     pub(crate) fn restore(&mut self, backup: Upstream) {
-        let revision = self.revision.max(backup.revision) + 1;
-        *self = Upstream {
-            kind: self.kind,
-            revision,
-            ..backup
-        };
+        let mut theirs: BTreeMap<&str, VecDeque<&Server>> = BTreeMap::new();
+        for s in backup.servers.values() {
+            if s.origin == Origin::Config {
+                theirs
+                    .entry(s.base.server.as_str())
+                    .or_default()
+                    .push_back(s);
+            }
+        }
+        for s in self.servers.values_mut() {
+            if s.origin == Origin::Config {
+                s.overrides = theirs
+                    .get_mut(s.base.server.as_str())
+                    .and_then(VecDeque::pop_front)
+                    .map(|b| b.overrides.clone())
+                    .unwrap_or_default();
+            }
+        }
+        self.servers.retain(|_, s| s.origin == Origin::Config);
+        for s in backup.servers.into_values() {
+            let taken = self.servers.values().any(|x| x.address() == s.address());
+            if s.origin == Origin::Api && !taken {
+                let id = self.fresh_id();
+                self.servers.insert(id, s);
+            }
+        }
+        self.backup_allowed |= self.servers.values().any(|s| s.base.backup);
+        self.revision += 1;
     }
 
     pub(crate) fn revision(&self) -> u64 {

@@ -77,14 +77,18 @@ fn source() -> Log {
         upstream: UpstreamRef::http("backend"),
         spec: ServerSpec::new("10.0.0.9:80"),
     });
-    log.ok(Command::ServerPatch {
-        upstream: UpstreamRef::http("backend"),
-        id: 1,
-        changes: ServerChanges {
-            drain: Some(true),
-            ..ServerChanges::default()
-        },
-    });
+    for id in [0, 1] {
+        log.ok(Command::ServerPatch {
+            upstream: UpstreamRef::http("backend"),
+            id,
+            changes: ServerChanges {
+                drain: Some(true),
+                ..ServerChanges::default()
+            },
+        });
+    }
+    // Configured there only: never taken by a restore.
+    log.ok(upstream(&["10.0.0.1:80", "10.0.0.7:80"]));
     log
 }
 
@@ -142,9 +146,16 @@ fn restores_what_both_declare_skips_the_rest_and_reports_each() {
         .iter()
         .map(|v| (v.id, v.spec.server.as_str(), v.spec.drain))
         .collect();
+    // This configuration's servers, with the backup's changes to the same address; the
+    // server added through the API there, with an id of this group; not 10.0.0.7, which
+    // only the backup's configuration names.
     assert_eq!(
         shown,
-        vec![(0, "10.0.0.1:80", false), (1, "10.0.0.9:80", true)]
+        vec![
+            (0, "10.0.0.1:80", true),
+            (1, "10.0.0.2:80", false),
+            (2, "10.0.0.9:80", true)
+        ]
     );
     assert!(log.state.upstream_revision(&UpstreamRef::http("backend")) > revision);
 }
