@@ -16,7 +16,6 @@
 //! with "not the leader, it is node N", which sends them to the new one: a write is
 //! held for the handover, never refused because of it.
 
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -38,6 +37,8 @@ const LEASE_MARGIN: Duration = Duration::from_millis(20);
 /// The least time writes already proposed get to commit before a transfer is given up: a
 /// busy node may take a few hundred milliseconds, and giving up costs a retry.
 const SETTLE_AT_LEAST: Duration = Duration::from_secs(1);
+
+type Metrics = openraft::RaftMetrics<NodeId, openraft::BasicNode>;
 
 /// What the leader sends the voter it hands over to.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -124,7 +125,7 @@ impl Handover {
         Hold {
             handover: self,
             raft,
-            quiet: AtomicBool::new(false),
+            quiet: false,
         }
     }
 }
@@ -134,20 +135,20 @@ impl Handover {
 struct Hold<'a> {
     handover: &'a Handover,
     raft: &'a Raft,
-    quiet: AtomicBool,
+    quiet: bool,
 }
 
 impl Hold<'_> {
     /// Stops heartbeats, so that followers' leases run out.
-    fn quiet(&self) {
-        self.quiet.store(true, Ordering::Relaxed);
+    fn quiet(&mut self) {
+        self.quiet = true;
         self.raft.runtime_config().heartbeat(false);
     }
 }
 
 impl Drop for Hold<'_> {
     fn drop(&mut self) {
-        if self.quiet.load(Ordering::Relaxed) {
+        if self.quiet {
             self.raft.runtime_config().heartbeat(true);
         }
         self.handover.held.send_replace(false);
@@ -222,7 +223,7 @@ pub(crate) async fn transfer(
     }
     // Heartbeats go on while the target catches up: they change no log, and without
     // them a follower would campaign after an election timeout of its own.
-    let hold = handover.hold(raft);
+    let mut hold = handover.hold(raft);
     // Every proposal that passed the gate before it closed has its outcome once the
     // passing lock is free: from then on the log's end stays where it is.
     let settle = left((lease * 2).max(SETTLE_AT_LEAST));
@@ -280,36 +281,28 @@ async fn matched_all(
     term: u64,
     within: Duration,
 ) -> Result<(), MembershipError> {
-    let mut rx = raft.metrics();
-    let wait = async {
-        loop {
-            {
-                let m = rx.borrow_and_update();
-                if m.state != ServerState::Leader || m.current_term != term {
-                    return Err(MembershipError::NotLeader {
-                        leader: m.current_leader,
-                    });
-                }
-                let matched = m
-                    .replication
-                    .as_ref()
-                    .and_then(|r| r.get(&to).cloned().flatten())
-                    .map(|l| l.index);
-                if matched.is_some_and(|i| Some(i) >= m.last_log_index) {
-                    return Ok(());
-                }
-            }
-            if rx.changed().await.is_err() {
-                return Err(MembershipError::Unknown("raft stopped".into()));
-            }
-        }
+    let leads = |m: &Metrics| m.state == ServerState::Leader && m.current_term == term;
+    let matched = |m: &Metrics| {
+        let at = m
+            .replication
+            .as_ref()
+            .and_then(|r| r.get(&to).cloned().flatten());
+        at.is_some_and(|l| Some(l.index) >= m.last_log_index)
     };
-    match tokio::time::timeout(within, wait).await {
-        Ok(r) => r,
-        Err(_) => Err(MembershipError::NotTakenOver {
+    // Settles when either holds; which one is read from the metrics after.
+    metrics_show(raft, within, |m| !leads(m) || matched(m)).await;
+    let m = raft.metrics().borrow().clone();
+    if !leads(&m) {
+        Err(MembershipError::NotLeader {
+            leader: m.current_leader,
+        })
+    } else if matched(&m) {
+        Ok(())
+    } else {
+        Err(MembershipError::NotTakenOver {
             id: to,
             reason: format!("it has not matched the leader's log within {within:?}"),
-        }),
+        })
     }
 }
 
@@ -326,11 +319,7 @@ async fn left_term(raft: &Raft, term: u64, within: Duration) -> bool {
     metrics_show(raft, within, |m| m.current_term > term).await
 }
 
-async fn metrics_show(
-    raft: &Raft,
-    within: Duration,
-    what: impl Fn(&openraft::RaftMetrics<NodeId, openraft::BasicNode>) -> bool,
-) -> bool {
+async fn metrics_show(raft: &Raft, within: Duration, what: impl Fn(&Metrics) -> bool) -> bool {
     let mut rx = raft.metrics();
     let wait = async {
         loop {
